@@ -1,0 +1,53 @@
+"""What every verb shares: its parser's shape (prog name, example epilog), logging, and turning
+user errors into one clear line on stderr instead of a traceback."""
+
+from __future__ import annotations
+
+import argparse
+import functools
+import logging
+import sys
+from typing import Callable
+
+from speechssl.config import ConfigError
+
+
+def make_parser(verb: str, description: str, examples: str) -> argparse.ArgumentParser:
+    """An ArgumentParser for ``speechssl <verb>`` whose ``--help`` ends with working examples."""
+    return argparse.ArgumentParser(
+        prog=f"speechssl {verb}",
+        description=description,
+        epilog="Example:\n" + "\n".join(f"  {line}" for line in examples.strip().splitlines()),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+
+
+def add_verbosity(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("-v", "--verbose", action="store_true", help="log debug messages")
+    parser.add_argument("-q", "--quiet", action="store_true", help="log warnings and errors only")
+
+
+def setup_logging(args: argparse.Namespace) -> None:
+    level = logging.DEBUG if getattr(args, "verbose", False) else logging.WARNING if getattr(args, "quiet", False) else logging.INFO
+    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr, force=True)
+
+
+def user_errors(verb: str) -> Callable:
+    """Decorate a verb's ``main``: errors a user can cause print ``speechssl <verb>: error: ...``
+    and return 1; anything else is a bug and keeps its traceback."""
+
+    def wrap(main: Callable[..., int]) -> Callable[..., int]:
+        @functools.wraps(main)
+        def run(argv: list[str] | None = None) -> int:
+            try:
+                return main(argv)
+            except (ValueError, FileNotFoundError, FileExistsError, ConfigError) as e:
+                print(f"speechssl {verb}: error: {e}", file=sys.stderr)
+                return 1
+            except KeyboardInterrupt:
+                print(f"speechssl {verb}: interrupted", file=sys.stderr)
+                return 130
+
+        return run
+
+    return wrap

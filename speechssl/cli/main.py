@@ -1,0 +1,58 @@
+"""``speechssl <verb> ...``: dispatch to the verb modules.
+
+Verb modules are imported only when their verb runs, so ``speechssl --help`` stays fast.
+"""
+
+from __future__ import annotations
+
+import importlib
+import sys
+
+from speechssl import __version__
+
+# verb -> (module under speechssl.cli, one-line summary shown by `speechssl --help`)
+VERBS: dict[str, tuple[str, str]] = {
+    "make-mini-corpus": ("make_mini_corpus", "synthesise the mini corpus with espeak-ng (audio, transcripts, alignments, splits, trials)"),
+    "prepare": ("prepare", "make lhotse manifests for a corpus (LibriSpeech, LibriLight, VoxCeleb, CommonVoice, FLEURS, IEMOCAP, a folder)"),
+    "stats": ("stats", "print statistics of cut manifests: hours, speakers, languages, styles, phones"),
+    "validate": ("validate", "decode every recording of a manifest; report, list and drop unreadable ones"),
+    "fairseq-export": ("fairseq_export", "write a manifest (and labels) as fairseq .tsv (and .km) files"),
+    "fairseq-import": ("fairseq_import", "read fairseq .tsv (and .km) files into a manifest (and a label file)"),
+}
+
+
+def _usage() -> str:
+    width = max(len(v) for v in VERBS)
+    lines = [
+        f"usage: speechssl <verb> [options]      (speechssl {__version__})",
+        "",
+        "verbs:",
+        *(f"  {verb:<{width}}  {summary}" for verb, (_, summary) in VERBS.items()),
+        "",
+        "Run 'speechssl <verb> --help' for a verb's options and an example.",
+    ]
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if not argv or argv[0] in ("-h", "--help", "help"):
+        print(_usage())
+        return 0
+    if argv[0] == "--version":
+        print(__version__)
+        return 0
+    verb, rest = argv[0], argv[1:]
+    if verb not in VERBS:
+        import difflib
+
+        close = difflib.get_close_matches(verb, VERBS, n=1)
+        hint = f" Did you mean '{close[0]}'?" if close else ""
+        print(f"speechssl: unknown verb '{verb}'.{hint} Valid verbs: {', '.join(VERBS)}", file=sys.stderr)
+        return 2
+    module = importlib.import_module(f"speechssl.cli.{VERBS[verb][0]}")
+    return int(module.main(rest) or 0)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,65 @@
+"""lhotse CutSet manifests: the toolkit's own data format (lazy ``jsonl.gz``).
+
+Convention: a prepared corpus is a folder with one ``cuts_<split>.jsonl.gz`` per split.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Mapping
+
+from lhotse import CutSet
+
+from speechssl.io import atomic_path
+
+MANIFEST_SUFFIX = ".jsonl.gz"
+
+
+def cuts_path(out_dir: str | os.PathLike, split: str) -> Path:
+    """Where split ``split`` of a prepared corpus lives: ``<out_dir>/cuts_<split>.jsonl.gz``."""
+    return Path(out_dir) / f"cuts_{split}{MANIFEST_SUFFIX}"
+
+
+def load_cuts(path: str | os.PathLike, *, lazy: bool = False) -> CutSet:
+    """Open a CutSet manifest; a missing or malformed file raises an error that names it."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: cut manifest not found")
+    if not path.name.endswith((".jsonl.gz", ".jsonl", ".json", ".json.gz")):
+        raise ValueError(f"{path}: expected a lhotse cut manifest (.jsonl.gz), found '{''.join(path.suffixes)}'")
+    try:
+        cuts = CutSet.from_jsonl_lazy(path) if lazy else CutSet.from_file(path)
+    except Exception as e:  # lhotse/json/gzip errors of several types
+        raise ValueError(f"{path}: not a readable lhotse cut manifest ({type(e).__name__}: {e})") from None
+    return cuts
+
+
+def save_cuts(cuts: CutSet, path: str | os.PathLike) -> Path:
+    """Write ``cuts`` to ``path`` atomically (a crash never leaves a truncated manifest)."""
+    path = Path(path)
+    if not path.name.endswith(MANIFEST_SUFFIX):
+        raise ValueError(f"{path}: cut manifests are written as {MANIFEST_SUFFIX}")
+    with atomic_path(path) as tmp:
+        cuts.to_file(tmp)
+    return path
+
+
+def save_splits(splits: Mapping[str, CutSet], out_dir: str | os.PathLike) -> dict[str, Path]:
+    """Write each split as ``cuts_<split>.jsonl.gz`` in ``out_dir``; returns split -> path."""
+    return {split: save_cuts(cuts, cuts_path(out_dir, split)) for split, cuts in splits.items()}
+
+
+def find_splits(data_dir: str | os.PathLike) -> dict[str, Path]:
+    """The ``cuts_<split>.jsonl.gz`` files of a prepared corpus folder, split -> path."""
+    data_dir = Path(data_dir)
+    if not data_dir.is_dir():
+        raise FileNotFoundError(f"{data_dir}: data folder not found")
+    found = {
+        p.name[len("cuts_") : -len(MANIFEST_SUFFIX)]: p
+        for p in sorted(data_dir.glob(f"cuts_*{MANIFEST_SUFFIX}"))
+        if not p.name.startswith(".")
+    }
+    if not found:
+        raise FileNotFoundError(f"{data_dir}: no cuts_<split>{MANIFEST_SUFFIX} manifests in this folder")
+    return found

@@ -1,0 +1,1 @@
+"""Frame labels: k-means units, label files, label quality, topic labels."""
