@@ -5,6 +5,8 @@ Convention: a prepared corpus is a folder with one ``cuts_<split>.jsonl.gz`` per
 
 from __future__ import annotations
 
+import gzip
+import json
 import os
 from pathlib import Path
 from typing import Mapping
@@ -36,12 +38,18 @@ def load_cuts(path: str | os.PathLike, *, lazy: bool = False) -> CutSet:
 
 
 def save_cuts(cuts: CutSet, path: str | os.PathLike) -> Path:
-    """Write ``cuts`` to ``path`` atomically (a crash never leaves a truncated manifest)."""
+    """Write ``cuts`` to ``path`` atomically (a crash never leaves a truncated manifest).
+
+    The bytes depend only on the cuts: the gzip header carries no time stamp and no file name, so
+    the same corpus made twice gives identical files.
+    """
     path = Path(path)
     if not path.name.endswith(MANIFEST_SUFFIX):
         raise ValueError(f"{path}: cut manifests are written as {MANIFEST_SUFFIX}")
-    with atomic_path(path) as tmp:
-        cuts.to_file(tmp)
+    with atomic_path(path) as tmp, open(tmp, "wb") as raw:
+        with gzip.GzipFile(filename="", mode="wb", fileobj=raw, mtime=0) as gz:
+            for cut in cuts:
+                gz.write((json.dumps(cut.to_dict(), ensure_ascii=False) + "\n").encode("utf-8"))
     return path
 
 

@@ -18,6 +18,7 @@ class SplitStats:
     genders: dict[str, set[str]] = field(default_factory=dict)  # gender -> speakers
     languages: Counter = field(default_factory=Counter)
     styles: Counter = field(default_factory=Counter)
+    emotions: Counter = field(default_factory=Counter)  # custom["emotion4"] (IEMOCAP-style corpora)
     phones: Counter = field(default_factory=Counter)  # phone symbol -> occurrences
     min_duration: float = float("inf")
     max_duration: float = 0.0
@@ -41,6 +42,9 @@ class SplitStats:
             style = (sup.custom or {}).get("style")
             if style:
                 self.styles[style] += 1
+            emotion = (sup.custom or {}).get("emotion4")
+            if emotion:
+                self.emotions[emotion] += 1
             for item in (sup.alignment or {}).get("phone", []):
                 self.phones[item.symbol] += 1
 
@@ -54,6 +58,7 @@ class SplitStats:
             self.genders.setdefault(g, set()).update(spk)
         self.languages.update(other.languages)
         self.styles.update(other.styles)
+        self.emotions.update(other.emotions)
         self.phones.update(other.phones)
 
     def as_dict(self) -> dict:
@@ -66,6 +71,7 @@ class SplitStats:
             "speakers_by_gender": {g: len(s) for g, s in sorted(self.genders.items())},
             "languages": dict(sorted(self.languages.items())),
             "styles": dict(sorted(self.styles.items())),
+            "emotions": dict(sorted(self.emotions.items())),
             "phone_inventory": len(self.phones),
         }
 
@@ -97,6 +103,8 @@ def format_stats(stats: Mapping[str, SplitStats]) -> str:
         rows.append("languages: " + ", ".join(f"{k} ({v})" for k, v in sorted(total.languages.items())))
     if total.styles:
         rows.append("styles: " + ", ".join(f"{k} ({v})" for k, v in sorted(total.styles.items())))
+    if total.emotions:
+        rows.append("emotions: " + ", ".join(f"{k} ({v})" for k, v in sorted(total.emotions.items())))
     if total.phones:
         rows.append(f"phone inventory: {len(total.phones)} phones: " + " ".join(sorted(total.phones)))
     return "\n".join(rows)

@@ -1,0 +1,23 @@
+"""Shared fixtures."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+
+@pytest.fixture(scope="session")
+def mini_corpus(tmp_path_factory) -> Path:
+    """The tiny synthetic mini corpus (``MiniCorpusConfig.tiny()``: 16 speakers, 80 utterances),
+    built once per test session; returns its folder. Read it, never modify it."""
+    from speechssl.data.mini import MiniCorpusConfig, make_mini_corpus
+    from speechssl.data.mini.espeak import get_espeak
+
+    try:
+        get_espeak()
+    except FileNotFoundError as e:  # tools/setup.sh installs it; a missing one is a broken setup, not a skip
+        pytest.fail(f"espeak-ng is not usable ({e}); run tools/setup.sh")
+    out = tmp_path_factory.mktemp("mini") / "mini_tiny"
+    make_mini_corpus(out, MiniCorpusConfig.tiny())
+    return out
