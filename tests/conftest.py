@@ -18,6 +18,7 @@ def mini_corpus(tmp_path_factory) -> Path:
         get_espeak()
     except FileNotFoundError as e:  # tools/setup.sh installs it; a missing one is a broken setup, not a skip
         pytest.fail(f"espeak-ng is not usable ({e}); run tools/setup.sh")
-    out = tmp_path_factory.mktemp("mini") / "mini_tiny"
+    # named "mini" so that egs/mini/run.sh --tiny true --data <its parent> finds it complete
+    out = tmp_path_factory.mktemp("data") / "mini"
     make_mini_corpus(out, MiniCorpusConfig.tiny())
     return out

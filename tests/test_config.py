@@ -129,3 +129,24 @@ def test_cli_helpers_print_and_resolve(tmp_path, capsys):
     # KEY=VALUE beats the flag
     args = parser.parse_intermixed_args(["o", "model.layers=3", "--layers", "8"])
     assert resolve_config(Train, args, [f"model.layers={args.layers}"]).model.layers == 3
+
+
+# every YAML under recipes/ loads into the dataclass its folder and name stand for
+def _recipe_schemas():
+    from speechssl.data.mini import MiniCorpusConfig
+
+    return {"data/mini*.yaml": MiniCorpusConfig}
+
+
+def test_every_recipe_yaml_loads():
+    import fnmatch
+
+    root = Path(__file__).resolve().parents[1] / "recipes"
+    files = sorted(root.rglob("*.yaml")) + sorted(root.rglob("*.yml"))
+    assert files, "recipes/ has no YAML files"
+    schemas = _recipe_schemas()
+    for path in files:
+        rel = path.relative_to(root).as_posix()
+        matches = [cls for pattern, cls in schemas.items() if fnmatch.fnmatch(rel, pattern)]
+        assert matches, f"recipes/{rel}: no schema registered for it in tests/test_config.py"
+        load_config(matches[0], path)

@@ -18,7 +18,7 @@ def get_parser():
         "16 kHz as fairseq assumes). With --km, its labels (one line per tsv line) are written as a "
         "speechssl label file keyed by cut id. Missing or (with --check-audio) mismatching files "
         "are reported, listed in <out>.skipped.tsv and skipped; --strict fails instead.",
-        """speechssl fairseq-import exp/fairseq/train.tsv exp/imported/cuts_train.jsonl.gz --km exp/fairseq/train.km --labels-out exp/imported/train.labels""",
+        """speechssl fairseq-import exp/fairseq/train.tsv exp/imported/cuts_train.jsonl.gz""",
     )
     p.add_argument("tsv", type=Path, help="fairseq manifest")
     p.add_argument("out", type=Path, help="cut manifest to write (.jsonl.gz)")

@@ -10,33 +10,13 @@ import argparse
 import time
 from pathlib import Path
 
-from speechssl.cli.common import add_verbosity, make_parser, setup_logging, user_errors
+from speechssl.cli.common import add_verbosity, make_parser, positive_float, positive_int, setup_logging, user_errors
 from speechssl.config import add_config_args, config_to_yaml, resolve_config
 
 EXAMPLES = """speechssl make-mini-corpus data/mini
 speechssl make-mini-corpus data/mini_tiny --tiny
 speechssl make-mini-corpus data/mini_3h --hours 3 --num-speakers 60 --languages en,de,es,fr --seed 1
 speechssl make-mini-corpus data/mini_en --config recipes/data/mini.yaml --languages en styles=neutral,sad"""
-
-
-def _positive_int(value: str) -> int:
-    try:
-        n = int(value)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {value!r}") from None
-    if n < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {n}")
-    return n
-
-
-def _positive_float(value: str) -> float:
-    try:
-        x = float(value)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive number, got {value!r}") from None
-    if not x > 0:
-        raise argparse.ArgumentTypeError(f"expected a positive number, got {x}")
-    return x
 
 
 def get_parser() -> argparse.ArgumentParser:
@@ -56,9 +36,9 @@ def get_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--tiny", action="store_true", help="start from the CI-sized preset (16 speakers, 80 short utterances)"
     )
-    p.add_argument("--hours", type=_positive_float, metavar="H", help="target size in hours (default 1.0)")
+    p.add_argument("--hours", type=positive_float, metavar="H", help="target size in hours (default 1.0)")
     p.add_argument("--seed", type=int, metavar="S", help="random seed (default 0)")
-    p.add_argument("--num-speakers", type=_positive_int, metavar="N", help="number of speakers (default 40)")
+    p.add_argument("--num-speakers", type=positive_int, metavar="N", help="number of speakers (default 40)")
     p.add_argument(
         "--languages",
         metavar="CODES",
@@ -70,7 +50,7 @@ def get_parser() -> argparse.ArgumentParser:
         help=f"comma-separated prosody styles from: {','.join(STYLES)} (default: neutral,happy,sad,angry)",
     )
     p.add_argument(
-        "--num-jobs", type=_positive_int, metavar="N", help="synthesis processes (default: the CPUs available)"
+        "--num-jobs", type=positive_int, metavar="N", help="synthesis processes (default: the CPUs available)"
     )
     p.add_argument(
         "--overwrite", action="store_true", help="delete a previous mini corpus in OUT (any config) and build again"

@@ -11,7 +11,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from speechssl.cli.common import add_verbosity, make_parser, setup_logging, user_errors
+from speechssl.cli.common import add_verbosity, make_parser, positive_int, setup_logging, user_errors
 from speechssl.data.corpora import PREPARERS, read_skipped
 
 # corpus -> (one-line summary, example command); every example must parse (tested).
@@ -69,15 +69,6 @@ OPTIONS: dict[str, tuple[str, ...]] = {
 }
 
 
-def _positive_int(value: str) -> int:
-    try:
-        n = int(value)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {value!r}") from None
-    if n < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {n}")
-    return n
-
 
 def _level(value: str) -> int:
     try:
@@ -98,7 +89,7 @@ def _common_parser() -> argparse.ArgumentParser:
         "out_dir", type=Path, metavar="OUT_DIR", help="where to write cuts_<split>.jsonl.gz and skipped.tsv"
     )
     common.add_argument(
-        "--num-jobs", type=_positive_int, default=1, metavar="N", help="parallel jobs for reading audio (default: 1)"
+        "--num-jobs", type=positive_int, default=1, metavar="N", help="parallel jobs for reading audio (default: 1)"
     )
     common.add_argument(
         "--strict", action="store_true", help="fail at the first unusable input instead of reporting and skipping it"
