@@ -70,4 +70,5 @@ def find_splits(data_dir: str | os.PathLike) -> dict[str, Path]:
     }
     if not found:
         raise FileNotFoundError(f"{data_dir}: no cuts_<split>{MANIFEST_SUFFIX} manifests in this folder")
-    return found
+    usual = ("train", "dev", "valid", "test")  # the usual splits first, in this order; the rest by name
+    return dict(sorted(found.items(), key=lambda kv: (usual.index(kv[0]) if kv[0] in usual else len(usual), kv[0])))
