@@ -249,6 +249,34 @@ def listing(folder: Path, limit: int = 8) -> str:
     return ", ".join(names[:limit]) + more
 
 
+def select_parts(
+    requested: Sequence[str] | None,
+    present: Sequence[str],
+    *,
+    root: Path,
+    what: str,
+    expected: str,
+    valid: Sequence[str] | None = None,
+) -> list[str]:
+    """The parts (subsets, sessions, languages) to prepare: all ``present`` ones when none are
+    ``requested``, else the requested ones, deduplicated in order. Fails naming ``root`` when none
+    is present (saying what layout was ``expected``), when a requested one is not among ``valid``,
+    or when it is not present."""
+    if requested is None:
+        if not present:
+            raise ValueError(f"{root}: expected {expected}; found {listing(root)}")
+        return list(present)
+    if valid is not None:
+        unknown = [str(p) for p in requested if p not in valid]
+        if unknown:
+            raise ValueError(f"unknown {what} {', '.join(unknown)}; valid: {', '.join(map(str, valid))}")
+    missing = [str(p) for p in requested if p not in present]
+    if missing:
+        found = ", ".join(map(str, present)) or listing(root)
+        raise ValueError(f"{root}: requested {what} {', '.join(missing)} not found; found {found}")
+    return list(dict.fromkeys(requested))
+
+
 def call_lhotse(
     recipe: str,
     fn: Callable[..., T],

@@ -35,6 +35,7 @@ from speechssl.data.corpora._common import (
     listing,
     normalize_gender,
     resolve_corpus_dir,
+    select_parts,
     write_prepared,
 )
 
@@ -91,21 +92,13 @@ def prepare_commonvoice(
             )
         root, languages = root.parent, [root.name]
     found = sorted(p.name for p in root.iterdir() if (p / "clips").is_dir())
-    if languages is None:
-        languages = found
-        if not languages:
-            raise ValueError(
-                f"{root}: expected Common Voice language folders (<lang>/clips/ + <lang>/train.tsv ...); "
-                f"found {listing(root)}"
-            )
-    else:
-        missing = [lang for lang in languages if lang not in found]
-        if missing:
-            raise ValueError(
-                f"{root}: Common Voice language folder(s) {', '.join(missing)} not found (each needs clips/); "
-                f"found {', '.join(found) or listing(root)}"
-            )
-    languages = list(dict.fromkeys(languages))
+    languages = select_parts(
+        languages,
+        found,
+        root=root,
+        what="Common Voice language folder(s)",
+        expected="Common Voice language folders (<lang>/clips/ + <lang>/train.tsv ...)",
+    )
     if splits is None:
         splits = [s for s in DEFAULT_SPLITS if all((root / lang / f"{s}.tsv").is_file() for lang in languages)]
         if not splits:

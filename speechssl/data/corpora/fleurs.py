@@ -40,6 +40,7 @@ from speechssl.data.corpora._common import (
     normalize_gender,
     recording_from_header,
     resolve_corpus_dir,
+    select_parts,
     write_prepared,
 )
 
@@ -148,21 +149,15 @@ def prepare_fleurs(
         {p.name for p in (root / "metadata").iterdir() if p.is_dir()} if (root / "metadata").is_dir() else set()
     )
     found = sorted(lang for lang in candidates - {"metadata"} if _layout(root, lang))
-    if languages is None:
-        languages = found
-        if not languages:
-            raise ValueError(
-                f"{root}: expected FLEURS language folders: <lang>/<split>/*.wav with metadata/<lang>/<split>.tsv "
-                f"(lhotse's download) or <lang>/audio/<split>/*.wav with <lang>/<split>.tsv (google/fleurs), "
-                f"split in {', '.join(SPLITS)}; found {listing(root)}"
-            )
-    else:
-        missing = [lang for lang in languages if lang not in found]
-        if missing:
-            raise ValueError(
-                f"{root}: FLEURS language(s) {', '.join(missing)} not found; found {', '.join(found) or listing(root)}"
-            )
-    languages = list(dict.fromkeys(languages))
+    languages = select_parts(
+        languages,
+        found,
+        root=root,
+        what="FLEURS language(s)",
+        expected="FLEURS language folders: <lang>/<split>/*.wav with metadata/<lang>/<split>.tsv "
+        "(lhotse's download) or <lang>/audio/<split>/*.wav with <lang>/<split>.tsv (google/fleurs), "
+        f"split in {', '.join(SPLITS)}",
+    )
 
     skips = SkipList(strict=strict)
     out: dict[str, CutSet] = {}

@@ -42,6 +42,7 @@ from speechssl.data.corpora._common import (
     listing,
     recording_from_header,
     resolve_corpus_dir,
+    select_parts,
     write_prepared,
 )
 
@@ -123,22 +124,17 @@ def prepare_iemocap(
     """
     root = _find_root(resolve_corpus_dir(corpus_dir, "IEMOCAP"))
     present = [s for s in SESSIONS if (root / f"Session{s}").is_dir()]
-    if sessions is None:
-        sessions = present
-        if not sessions:
-            raise ValueError(
-                f"{root}: expected IEMOCAP_full_release with Session1..Session5 folders "
-                f"(Session<N>/sentences/wav, Session<N>/dialog/EmoEvaluation); found {listing(root)}"
-            )
-    else:
-        bad = [s for s in sessions if s not in SESSIONS]
-        if bad:
-            raise ValueError(f"IEMOCAP sessions are 1-5; got {bad}")
-        missing = [s for s in sessions if s not in present]
-        if missing:
-            names = ", ".join(f"Session{s}" for s in missing)
-            raise ValueError(f"{root}: session folder(s) {names} not found; found {listing(root)}")
-    sessions = sorted(set(sessions))
+    if sessions is not None and any(s not in SESSIONS for s in sessions):
+        raise ValueError(f"IEMOCAP sessions are 1-5; got {[s for s in sessions if s not in SESSIONS]}")
+    folders = select_parts(
+        None if sessions is None else [f"Session{s}" for s in sessions],
+        [f"Session{s}" for s in present],
+        root=root,
+        what="IEMOCAP session folder(s)",
+        expected="IEMOCAP_full_release with Session1..Session5 folders "
+        "(Session<N>/sentences/wav, Session<N>/dialog/EmoEvaluation)",
+    )
+    sessions = sorted(int(name[len("Session") :]) for name in folders)
 
     skips = SkipList(strict=strict)
     labels_seen: Counter = Counter()

@@ -26,6 +26,7 @@ from speechssl.data.corpora._common import (
     lhotse_splits_to_cuts,
     listing,
     resolve_corpus_dir,
+    select_parts,
     write_prepared,
 )
 
@@ -56,23 +57,14 @@ def prepare_librilight(
 
     root = resolve_corpus_dir(corpus_dir, "Libri-Light")
     present = [p for p in SUBSETS if (root / p).is_dir()]
-    if parts is None:
-        parts = present
-        if not parts:
-            raise ValueError(
-                f"{root}: expected Libri-Light subset folders ({', '.join(SUBSETS)}) holding "
-                f"<speaker>/<book>/*.flac with *.json; found {listing(root)}"
-            )
-    else:
-        unknown = [p for p in parts if p not in SUBSETS]
-        if unknown:
-            raise ValueError(f"unknown Libri-Light subset(s) {', '.join(unknown)}; valid: {', '.join(SUBSETS)}")
-        missing = [p for p in parts if p not in present]
-        if missing:
-            raise ValueError(
-                f"{root}: requested Libri-Light subset(s) {', '.join(missing)} not found; found {listing(root)}"
-            )
-    parts = list(dict.fromkeys(parts))
+    parts = select_parts(
+        parts,
+        present,
+        root=root,
+        what="Libri-Light subset(s)",
+        valid=SUBSETS,
+        expected=f"Libri-Light subset folders ({', '.join(SUBSETS)}) holding <speaker>/<book>/*.flac with *.json",
+    )
     skips = SkipList(strict=strict)
     log.info("Libri-Light: preparing %s from %s", ", ".join(parts), root)
     # lhotse's public prepare_librilight() insists on all three subsets (it fails on a missing
