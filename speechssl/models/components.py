@@ -1,0 +1,270 @@
+"""Building blocks of the HuBERT / WavLM / wav2vec 2.0 encoder family.
+
+Leaf modules take plain numbers; :mod:`speechssl.models.encoder` assembles them from a config.
+Shapes are batch-first: waveforms ``(B, S)``, conv features ``(B, C, T)``, transformer features
+``(B, T, C)``. Lengths travel with the tensors and masks are built where they are needed, so a
+padded batch gives every item the features it gets alone.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+
+def conv_output_lengths(lengths: Tensor, layers: list[tuple[int, int, int]]) -> Tensor:
+    """Output frames of a stack of unpadded 1-D convs, ``floor((L - kernel) / stride) + 1`` each."""
+    for _, kernel, stride in layers:
+        lengths = torch.div(lengths - kernel, stride, rounding_mode="floor") + 1
+    return lengths.clamp(min=0)
+
+
+def length_mask(lengths: Tensor, max_len: int) -> Tensor:
+    """``(B, max_len)`` bool, True at valid positions."""
+    return torch.arange(max_len, device=lengths.device)[None, :] < lengths[:, None]
+
+
+class MaskedChannelNorm(nn.Module):
+    """GroupNorm with one group per channel (fairseq's ``extractor_mode=default`` first-layer norm),
+    computing the statistics over the valid frames of each item only.
+
+    Without lengths it equals ``nn.GroupNorm(C, C)``; with lengths, padding does not change the
+    valid frames' output.
+    """
+
+    def __init__(self, channels: int, eps: float = 1e-5):
+        super().__init__()
+        self.eps = eps
+        self.weight = nn.Parameter(torch.ones(channels))
+        self.bias = nn.Parameter(torch.zeros(channels))
+
+    def forward(self, x: Tensor, lengths: Tensor | None = None) -> Tensor:  # x: (B, C, T)
+        if lengths is None:
+            return F.group_norm(x, x.shape[1], self.weight, self.bias, self.eps)
+        mask = length_mask(lengths, x.shape[-1])[:, None, :].to(x.dtype)  # (B, 1, T)
+        count = mask.sum(-1, keepdim=True).clamp(min=1)  # (B, 1, 1)
+        mean = (x * mask).sum(-1, keepdim=True) / count  # (B, C, 1)
+        var = ((x - mean).square() * mask).sum(-1, keepdim=True) / count  # biased, as GroupNorm
+        x = (x - mean) * torch.rsqrt(var + self.eps)
+        return x * self.weight[None, :, None] + self.bias[None, :, None]
+
+
+class ConvLayerNorm(nn.LayerNorm):
+    """LayerNorm over the channels of a ``(B, C, T)`` tensor (fairseq's ``extractor_mode=layer_norm``)."""
+
+    def forward(self, x: Tensor) -> Tensor:
+        return super().forward(x.transpose(1, 2)).transpose(1, 2)  # (B, C, T) -> (B, T, C) -> (B, C, T)
+
+
+class ConvBlock(nn.Module):
+    """Conv1d, optional norm, GELU."""
+
+    def __init__(self, in_channels: int, out_channels: int, kernel: int, stride: int, bias: bool, norm: str | None):
+        super().__init__()
+        self.kernel, self.stride = kernel, stride
+        self.conv = nn.Conv1d(in_channels, out_channels, kernel, stride=stride, bias=bias)
+        if norm == "group":
+            self.norm: nn.Module | None = MaskedChannelNorm(out_channels)
+        elif norm == "layer":
+            self.norm = ConvLayerNorm(out_channels)
+        elif norm is None:
+            self.norm = None
+        else:
+            raise ValueError(f"unknown conv norm {norm!r}; valid: 'group', 'layer', None")
+
+    def forward(self, x: Tensor, lengths: Tensor | None) -> tuple[Tensor, Tensor | None]:
+        x = self.conv(x)
+        if lengths is not None:
+            lengths = torch.div(lengths - self.kernel, self.stride, rounding_mode="floor") + 1
+        if isinstance(self.norm, MaskedChannelNorm):
+            x = self.norm(x, lengths)
+        elif self.norm is not None:
+            x = self.norm(x)
+        return F.gelu(x), lengths
+
+
+class ConvFeatureExtractor(nn.Module):
+    """The waveform front end: a stack of strided convs, 320x down-sampling for the standard stack.
+
+    ``mode="group_norm"`` (fairseq ``extractor_mode=default``, Base models): a per-channel norm
+    after the first conv only. ``mode="layer_norm"`` (Large models): LayerNorm after every conv.
+    """
+
+    def __init__(self, layers: list[tuple[int, int, int]], mode: str, bias: bool):
+        super().__init__()
+        if mode not in ("group_norm", "layer_norm"):
+            raise ValueError(f"unknown extractor mode {mode!r}; valid: 'group_norm', 'layer_norm'")
+        self.layer_specs = [tuple(spec) for spec in layers]
+        blocks, in_channels = [], 1
+        for i, (channels, kernel, stride) in enumerate(self.layer_specs):
+            norm = "layer" if mode == "layer_norm" else ("group" if i == 0 else None)
+            blocks.append(ConvBlock(in_channels, channels, kernel, stride, bias, norm))
+            in_channels = channels
+        self.layers = nn.ModuleList(blocks)
+
+    def forward(self, wavs: Tensor, lengths: Tensor | None = None) -> tuple[Tensor, Tensor | None]:
+        x = wavs[:, None, :]  # (B, S) -> (B, 1, S)
+        for block in self.layers:
+            x, lengths = block(x, lengths)
+        return x.transpose(1, 2), lengths  # (B, C, T) -> (B, T, C)
+
+
+class FeatureProjection(nn.Module):
+    """LayerNorm (optional) + Linear from conv channels to the transformer width, then dropout."""
+
+    def __init__(self, in_features: int, out_features: int, dropout: float, layer_norm: bool = True, eps: float = 1e-5):
+        super().__init__()
+        self.layer_norm = nn.LayerNorm(in_features, eps=eps) if layer_norm else None
+        self.projection = nn.Linear(in_features, out_features)
+        self.dropout = nn.Dropout(dropout)
+
+    def forward(self, x: Tensor) -> Tensor:
+        if self.layer_norm is not None:
+            x = self.layer_norm(x)
+        return self.dropout(self.projection(x))
+
+
+class ConvPositionalEmbedding(nn.Module):
+    """Grouped, weight-normalised conv over time whose GELU output is added to its input
+    (fairseq ``conv_pos`` / ``conv_pos_groups``). The weight is ``g * v / ||v||``, the norm taken
+    over all dims but the kernel dim (``torch.nn.utils.weight_norm(conv, dim=2)``)."""
+
+    def __init__(self, channels: int, kernel: int, groups: int):
+        super().__init__()
+        if channels % groups:
+            raise ValueError(f"positional conv: {channels} channels do not split into {groups} groups")
+        self.kernel, self.groups = kernel, groups
+        self.weight_g = nn.Parameter(torch.ones(1, 1, kernel))
+        self.weight_v = nn.Parameter(torch.empty(channels, channels // groups, kernel))
+        self.bias = nn.Parameter(torch.zeros(channels))
+        nn.init.normal_(self.weight_v, mean=0.0, std=math.sqrt(4.0 / (kernel * channels)))
+        with torch.no_grad():
+            self.weight_g.copy_(self.weight_v.norm(dim=(0, 1), keepdim=True))
+
+    def weight(self) -> Tensor:
+        return self.weight_g * self.weight_v / self.weight_v.norm(dim=(0, 1), keepdim=True)
+
+    def forward(self, x: Tensor) -> Tensor:  # x: (B, T, C), padded frames already zero
+        y = F.conv1d(x.transpose(1, 2), self.weight(), self.bias, padding=self.kernel // 2, groups=self.groups)
+        if self.kernel % 2 == 0:  # an even kernel with symmetric padding gives one frame too many
+            y = y[..., :-1]
+        return F.gelu(y).transpose(1, 2)  # (B, C, T) -> (B, T, C)
+
+
+class RelativePositionBias(nn.Module):
+    """WavLM's bucketed relative position bias (T5-style, bidirectional): one learned value per
+    bucket and head, computed once per forward and shared by all layers."""
+
+    def __init__(self, num_buckets: int, max_distance: int, num_heads: int):
+        super().__init__()
+        self.num_buckets, self.max_distance = num_buckets, max_distance
+        self.embedding = nn.Embedding(num_buckets, num_heads)
+
+    def buckets(self, relative: Tensor) -> Tensor:
+        half = self.num_buckets // 2  # one half per direction
+        out = (relative > 0).long() * half
+        distance = relative.abs()
+        exact = half // 2  # distances below this get a bucket each; beyond, log-spaced up to max_distance
+        log_ratio = torch.log(distance.float() / exact) / math.log(self.max_distance / exact)
+        large = (exact + log_ratio * (half - exact)).long().clamp(max=half - 1)
+        return out + torch.where(distance < exact, distance, large)
+
+    def forward(self, length: int) -> Tensor:
+        pos = torch.arange(length, device=self.embedding.weight.device)
+        relative = pos[None, :] - pos[:, None]  # (T_query, T_key): key - query
+        return self.embedding(self.buckets(relative)).permute(2, 0, 1)  # (T, T, H) -> (H, T, T)
+
+
+class SelfAttention(nn.Module):
+    """Multi-head self-attention through ``scaled_dot_product_attention``.
+
+    With ``gated_bias=True`` (WavLM's ``gru_rel_pos``) the shared relative position bias is scaled
+    per query and head by a gate computed from the layer input.
+    """
+
+    def __init__(self, dim: int, num_heads: int, dropout: float, gated_bias: bool = False):
+        super().__init__()
+        if dim % num_heads:
+            raise ValueError(f"attention: width {dim} is not divisible by {num_heads} heads")
+        self.num_heads, self.head_dim, self.dropout = num_heads, dim // num_heads, dropout
+        self.q_proj = nn.Linear(dim, dim)
+        self.k_proj = nn.Linear(dim, dim)
+        self.v_proj = nn.Linear(dim, dim)
+        self.out_proj = nn.Linear(dim, dim)
+        if gated_bias:
+            self.gate_proj: nn.Linear | None = nn.Linear(self.head_dim, 8)
+            self.gate_const = nn.Parameter(torch.ones(1, num_heads, 1, 1))
+        else:
+            self.gate_proj = None
+
+    def _gate(self, x: Tensor) -> Tensor:
+        B, T, _ = x.shape
+        per_head = x.view(B, T, self.num_heads, self.head_dim).transpose(1, 2)  # (B, T, C) -> (B, H, T, D)
+        proj = self.gate_proj(per_head).view(B, self.num_heads, T, 2, 4).sum(-1)  # (B, H, T, 8) -> (B, H, T, 2)
+        gate_a, gate_b = torch.sigmoid(proj).chunk(2, dim=-1)  # (B, H, T, 1) each
+        return gate_a * (gate_b * self.gate_const - 1.0) + 2.0  # (B, H, T, 1)
+
+    def forward(self, x: Tensor, key_padding: Tensor | None = None, position_bias: Tensor | None = None) -> Tensor:
+        """x: (B, T, C); key_padding: (B, T) bool, True at padded frames; position_bias: (H, T, T)."""
+        B, T, C = x.shape
+        split = lambda t: t.view(B, T, self.num_heads, self.head_dim).transpose(1, 2)  # noqa: E731  (B, T, C) -> (B, H, T, D)
+        q, k, v = split(self.q_proj(x)), split(self.k_proj(x)), split(self.v_proj(x))
+        mask = None
+        if position_bias is not None:
+            bias = position_bias[None].to(q.dtype)  # (1, H, T, T)
+            mask = self._gate(x).to(q.dtype) * bias if self.gate_proj is not None else bias  # (B|1, H, T, T)
+        if key_padding is not None:
+            pad = key_padding[:, None, None, :]  # (B, 1, 1, T)
+            mask = (
+                torch.zeros(pad.shape, dtype=q.dtype, device=q.device) if mask is None else mask
+            ).masked_fill(pad, float("-inf"))
+        y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=self.dropout if self.training else 0.0)
+        return self.out_proj(y.transpose(1, 2).reshape(B, T, C))  # (B, H, T, D) -> (B, T, C)
+
+
+class FeedForward(nn.Module):
+    def __init__(self, dim: int, hidden: int, activation_dropout: float, dropout: float):
+        super().__init__()
+        self.fc1 = nn.Linear(dim, hidden)
+        self.fc2 = nn.Linear(hidden, dim)
+        self.activation_dropout = nn.Dropout(activation_dropout)
+        self.dropout = nn.Dropout(dropout)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.dropout(self.fc2(self.activation_dropout(F.gelu(self.fc1(x)))))
+
+
+class TransformerLayer(nn.Module):
+    """One encoder layer. ``pre_norm=False``: post-LN (Base models, fairseq ``layer_norm_first=False``);
+    ``pre_norm=True``: pre-LN ("stable layer norm", Large models)."""
+
+    def __init__(
+        self,
+        dim: int,
+        num_heads: int,
+        ffn_dim: int,
+        *,
+        pre_norm: bool,
+        dropout: float,
+        attention_dropout: float,
+        activation_dropout: float,
+        gated_bias: bool = False,
+        eps: float = 1e-5,
+    ):
+        super().__init__()
+        self.pre_norm = pre_norm
+        self.attention = SelfAttention(dim, num_heads, attention_dropout, gated_bias)
+        self.attention_norm = nn.LayerNorm(dim, eps=eps)
+        self.feed_forward = FeedForward(dim, ffn_dim, activation_dropout, dropout)
+        self.ffn_norm = nn.LayerNorm(dim, eps=eps)
+        self.dropout = nn.Dropout(dropout)
+
+    def forward(self, x: Tensor, key_padding: Tensor | None = None, position_bias: Tensor | None = None) -> Tensor:
+        if self.pre_norm:
+            x = x + self.dropout(self.attention(self.attention_norm(x), key_padding, position_bias))
+            return x + self.feed_forward(self.ffn_norm(x))
+        x = self.attention_norm(x + self.dropout(self.attention(x, key_padding, position_bias)))
+        return self.ffn_norm(x + self.feed_forward(x))

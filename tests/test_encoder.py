@@ -1,0 +1,101 @@
+"""Encoder properties: padded batch vs single item, output lengths vs conv arithmetic, state_dict
+round trip, determinism, presets' published sizes."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from speechssl.models import PRESETS, build_encoder, preset
+from speechssl.models.components import MaskedChannelNorm, conv_output_lengths
+
+
+def _perturbed(name: str, seed: int = 0, **overrides):
+    torch.manual_seed(seed)
+    model = build_encoder(preset(name, **overrides)).eval()
+    with torch.no_grad():  # move norms and biases off their init values so that mistakes show
+        for p in model.parameters():
+            p.add_(0.1 * torch.randn_like(p))
+    return model
+
+
+VARIANTS = {
+    "hubert_post_ln_group": ("tiny_hubert", {}),
+    "hubert_pre_ln_layer_bias": ("tiny_hubert", dict(pre_norm=True, extractor_mode="layer_norm", conv_bias=True)),
+    "wavlm_post_ln": ("tiny_wavlm", {}),
+    "wavlm_pre_ln": ("tiny_wavlm", dict(pre_norm=True, extractor_mode="layer_norm", conv_bias=True)),
+    "wav2vec2_no_proj_norm": ("tiny_wav2vec2", dict(feature_proj_layer_norm=False)),
+}
+
+
+@pytest.mark.parametrize("variant", list(VARIANTS))
+def test_padded_batch_equals_items_alone(variant):
+    name, overrides = VARIANTS[variant]
+    model = _perturbed(name, **overrides)
+    wavs = torch.randn(3, 24000)
+    lens = torch.tensor([24000, 17000, 9000])
+    with torch.no_grad():
+        out = model.extract_features(wavs, lens)
+        assert len(out.hidden_states) == model.num_layers + 1
+        for i in range(3):
+            alone = model.extract_features(wavs[i : i + 1, : lens[i]])
+            n = int(out.lengths[i])
+            assert n == alone.hidden_states[0].shape[1]
+            for a, b in zip(alone.hidden_states, out.hidden_states):
+                torch.testing.assert_close(b[i, :n], a[0], atol=1e-5, rtol=1e-4)
+            torch.testing.assert_close(out.last_hidden_state[i, :n], alone.last_hidden_state[0], atol=1e-5, rtol=1e-4)
+
+
+def test_output_lengths_follow_conv_arithmetic():
+    model = build_encoder(preset("tiny_hubert")).eval()
+    for samples in (400, 401, 719, 720, 16000, 16319, 16320):
+        expected = samples
+        for _, k, s in model.config.conv_layers:
+            expected = (expected - k) // s + 1
+        with torch.no_grad():
+            out = model.extract_features(torch.randn(1, samples))
+        assert out.hidden_states[-1].shape[1] == expected == int(model.output_lengths(torch.tensor([samples]))[0])
+    full = build_encoder(preset("hubert_base")).config
+    assert int(conv_output_lengths(torch.tensor([16000]), full.conv_layers)[0]) == 49  # 20 ms frames
+    assert full.downsample_rate == 320
+
+
+def test_masked_channel_norm_equals_group_norm_without_padding():
+    norm = MaskedChannelNorm(8)
+    with torch.no_grad():
+        norm.weight.normal_()
+        norm.bias.normal_()
+    x = torch.randn(2, 8, 50)
+    ref = torch.nn.functional.group_norm(x, 8, norm.weight, norm.bias, 1e-5)
+    torch.testing.assert_close(norm(x), ref)
+    torch.testing.assert_close(norm(x, torch.tensor([50, 50])), ref, atol=1e-5, rtol=1e-5)
+
+
+def test_state_dict_round_trip_and_determinism():
+    a = _perturbed("tiny_wavlm", seed=1)
+    b = build_encoder(preset("tiny_wavlm")).eval()
+    b.load_state_dict(a.state_dict())
+    wavs = torch.randn(2, 8000)
+    with torch.no_grad():
+        for x, y in zip(a.extract_features(wavs).hidden_states, b.extract_features(wavs).hidden_states):
+            assert torch.equal(x, y)
+    assert all(torch.equal(p, q) for p, q in zip(_perturbed("tiny_wavlm", seed=1).parameters(), a.parameters()))
+
+
+def test_published_sizes():
+    millions = {name: sum(p.numel() for p in build_encoder(preset(name)).parameters()) / 1e6 for name in ("hubert_base", "wavlm_base_plus", "hubert_large", "wavlm_large")}
+    assert 94 < millions["hubert_base"] < 95.5 and 94 < millions["wavlm_base_plus"] < 95.5
+    assert 315 < millions["hubert_large"] < 318 and 315 < millions["wavlm_large"] < 318
+    assert preset("hubert_xlarge").hidden_size == 1280 and preset("hubert_xlarge").num_layers == 48
+    assert preset("wav2vec2_large_lv60").pre_norm and not preset("wav2vec2_base").pre_norm
+
+
+def test_bad_input():
+    model = build_encoder(preset("tiny_hubert")).eval()
+    with pytest.raises(ValueError, match=r"expected waveforms of shape \(batch, samples\)"):
+        model.extract_features(torch.randn(8000))
+    with pytest.raises(ValueError, match="wav_lens must be within"):
+        model.extract_features(torch.randn(2, 8000), torch.tensor([8000, 9000]))
+    with pytest.raises(ValueError, match="unknown encoder preset 'hubert_huge'; valid: hubert_base"):
+        preset("hubert_huge")
+    assert set(PRESETS) >= {"hubert_base", "hubert_large", "hubert_xlarge", "wavlm_base", "wavlm_base_plus", "wavlm_large", "wav2vec2_base", "wav2vec2_large_lv60"}
