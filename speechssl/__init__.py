@@ -5,3 +5,40 @@ beyond what a submodule you import needs.
 """
 
 __version__ = "0.1.0"
+
+
+def load_encoder(path, *, allow_pickle: bool = False):
+    """Load an encoder from a speechssl checkpoint (``.safetensors``), a Hugging Face model folder
+    (HubertModel / WavLMModel / Wav2Vec2Model or their task models) or, with ``allow_pickle=True``,
+    a fairseq checkpoint (a pickle: load only files you trust). Returns an
+    :class:`~speechssl.models.SSLEncoder` in eval mode.
+    """
+    from pathlib import Path
+
+    path = Path(path)
+    if path.is_dir():
+        from speechssl.convert.hf import encoder_from_hf, is_hf_folder
+
+        if is_hf_folder(path):
+            return encoder_from_hf(path)
+        if (path / "encoder.safetensors").is_file():
+            path = path / "encoder.safetensors"
+        else:
+            raise ValueError(f"{path}: a folder without config.json (Hugging Face) or encoder.safetensors (speechssl)")
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: encoder checkpoint not found")
+    if path.suffix == ".safetensors":
+        from speechssl.checkpoint import load_encoder_checkpoint
+
+        return load_encoder_checkpoint(path)
+    if path.suffix in (".pt", ".pth", ".ckpt"):
+        if not allow_pickle:
+            raise ValueError(
+                f"{path}: looks like a fairseq checkpoint, which is a pickle and can run code when read. "
+                "If you trust it, pass allow_pickle=True, or convert it once with "
+                "'speechssl convert --from fairseq SRC OUT.safetensors'"
+            )
+        from speechssl.convert.fairseq import encoder_from_fairseq
+
+        return encoder_from_fairseq(path)
+    raise ValueError(f"{path}: unknown checkpoint type '{path.suffix}'; expected .safetensors, a folder, or a fairseq .pt")

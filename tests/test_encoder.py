@@ -99,3 +99,27 @@ def test_bad_input():
     with pytest.raises(ValueError, match="unknown encoder preset 'hubert_huge'; valid: hubert_base"):
         preset("hubert_huge")
     assert set(PRESETS) >= {"hubert_base", "hubert_large", "hubert_xlarge", "wavlm_base", "wavlm_base_plus", "wavlm_large", "wav2vec2_base", "wav2vec2_large_lv60"}
+
+
+@pytest.mark.parametrize("variant", list(VARIANTS))
+def test_inference_front_end_equals_the_training_path(variant):
+    """Inference runs the conv stack as GEMMs with the first norm folded in; training runs convs."""
+    name, overrides = VARIANTS[variant]
+    model = _perturbed(name, conv_layers=[(48, 10, 5), (48, 3, 2), (48, 3, 2), (48, 2, 2)], **overrides)
+    wavs, lens = torch.randn(3, 12000), torch.tensor([12000, 8000, 3000])
+    with torch.enable_grad():
+        ref, ref_lens = model.feature_extractor(wavs, lens)  # conv path (grad enabled)
+    with torch.no_grad():
+        got, got_lens = model.feature_extractor(wavs, lens)  # GEMM path
+    assert torch.equal(ref_lens, got_lens)
+    for i in range(3):
+        n = int(ref_lens[i])
+        torch.testing.assert_close(got[i, :n], ref[i, :n], atol=1e-4, rtol=1e-4)
+
+
+def test_training_path_has_gradients():
+    model = build_encoder(preset("tiny_wavlm")).train()
+    out = model.extract_features(torch.randn(2, 8000), torch.tensor([8000, 6000]))
+    out.last_hidden_state.sum().backward()
+    assert model.feature_extractor.layers[0].conv.weight.grad.abs().sum() > 0
+    assert model.encoder.relative_position.embedding.weight.grad.abs().sum() > 0

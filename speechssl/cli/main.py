@@ -18,6 +18,7 @@ VERBS: dict[str, tuple[str, str]] = {
     "validate": ("validate", "decode every recording of a manifest; report, list and drop unreadable ones"),
     "fairseq-export": ("fairseq_export", "write a manifest (and labels) as fairseq .tsv (and .km) files"),
     "fairseq-import": ("fairseq_import", "read fairseq .tsv (and .km) files into a manifest (and a label file)"),
+    "convert": ("convert", "convert encoder checkpoints: Hugging Face, fairseq, torchaudio <-> speechssl, to Hugging Face"),
 }
 
 

@@ -106,10 +106,75 @@ class ConvFeatureExtractor(nn.Module):
         self.layers = nn.ModuleList(blocks)
 
     def forward(self, wavs: Tensor, lengths: Tensor | None = None) -> tuple[Tensor, Tensor | None]:
+        if not torch.is_grad_enabled() and wavs.device.type == "cpu" and wavs.dtype == torch.float32:
+            return self._forward_gemm(wavs, lengths)
         x = wavs[:, None, :]  # (B, S) -> (B, 1, S)
         for block in self.layers:
             x, lengths = block(x, lengths)
         return x.transpose(1, 2), lengths  # (B, C, T) -> (B, T, C)
+
+    @torch.no_grad()
+    def _forward_gemm(self, wavs: Tensor, lengths: Tensor | None) -> tuple[Tensor, Tensor | None]:
+        """The same function for inference on CPU, computed channels-last as one GEMM per tap and
+        item on strided views (no im2col copies), with the first layer's per-channel norm folded
+        into its weights and GELU applied in place. fp32 convs over long time axes are where an
+        encoder's CPU time goes; this runs them at GEMM speed."""
+        B, S = wavs.shape
+        wavs = wavs.contiguous()
+        first = self.layers[0]
+        channels, kernel, stride = self.layer_specs[0]
+        T = (S - kernel) // stride + 1
+        frames = wavs.as_strided((B, T, kernel), (S, stride, 1))  # (B, T, K): frame t is wav[t*stride : t*stride+K]
+        w = first.conv.weight[:, 0, :].t()  # (C, 1, K) -> (K, C)
+        n_frames = conv_output_lengths(lengths, self.layer_specs[:1]) if lengths is not None else None
+        x = torch.empty(B, T, channels, dtype=wavs.dtype)
+        for b in range(B):
+            if isinstance(first.norm, MaskedChannelNorm):
+                # GroupNorm(C, C) of a bias-free linear map of the frames: each channel's mean and
+                # variance follow from the frames' mean and covariance, so the norm folds into W.
+                valid = frames[b, : int(n_frames[b])] if n_frames is not None else frames[b]
+                mean = valid.mean(0, dtype=torch.float64)  # (K,)
+                centered = valid.double() - mean
+                cov = centered.t() @ centered / valid.shape[0]  # (K, K)
+                w64 = w.double()
+                var = ((cov @ w64) * w64).sum(0)  # (C,): w_c^T cov w_c
+                scale = first.norm.weight.double() * torch.rsqrt(var + first.norm.eps)
+                shift = first.norm.bias.double() - (mean @ w64) * scale  # the conv bias cancels out
+                torch.addmm(shift.float(), frames[b], (w64 * scale).float(), out=x[b])
+            elif first.conv.bias is not None:
+                torch.addmm(first.conv.bias, frames[b], w, out=x[b])
+            else:
+                torch.mm(frames[b], w, out=x[b])
+        if isinstance(first.norm, ConvLayerNorm):
+            x = F.layer_norm(x, (channels,), first.norm.weight, first.norm.bias, first.norm.eps)
+        x = _gelu_(x)
+        for block, (channels, kernel, stride) in zip(self.layers[1:], self.layer_specs[1:]):
+            T_in = x.shape[1]
+            T = (T_in - kernel) // stride + 1
+            taps = [block.conv.weight[:, :, j].t() for j in range(kernel)]  # (C_out, C_in, K) -> K x (C_in, C_out)
+            y = torch.empty(B, T, channels, dtype=x.dtype)
+            span = stride * (T - 1) + 1
+            for b in range(B):
+                xb = x[b]  # (T_in, C_in)
+                if block.conv.bias is not None:
+                    torch.addmm(block.conv.bias, xb[0:span:stride], taps[0], out=y[b])
+                else:
+                    torch.mm(xb[0:span:stride], taps[0], out=y[b])
+                for j in range(1, kernel):
+                    y[b].addmm_(xb[j : j + span : stride], taps[j])
+            if isinstance(block.norm, ConvLayerNorm):
+                y = F.layer_norm(y, (channels,), block.norm.weight, block.norm.bias, block.norm.eps)
+            elif block.norm is not None:
+                raise AssertionError("a per-channel norm is only used after the first conv")
+            x = _gelu_(y)
+        if lengths is not None:
+            lengths = conv_output_lengths(lengths, self.layer_specs)
+        return x, lengths
+
+
+def _gelu_(x: Tensor) -> Tensor:
+    """Exact (erf) GELU in place: the front end's activations are too large to copy."""
+    return torch.ops.aten.gelu_(x)
 
 
 class FeatureProjection(nn.Module):
