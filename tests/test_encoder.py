@@ -123,3 +123,20 @@ def test_training_path_has_gradients():
     out.last_hidden_state.sum().backward()
     assert model.feature_extractor.layers[0].conv.weight.grad.abs().sum() > 0
     assert model.encoder.relative_position.embedding.weight.grad.abs().sum() > 0
+
+
+def test_waveform_normalisation_matches_fairseq_and_ignores_padding():
+    from speechssl.models.encoder import normalize_waveforms
+
+    wavs = 3.0 + 2.0 * torch.randn(3, 8000)
+    lens = torch.tensor([8000, 5000, 1200])
+    out = normalize_waveforms(wavs, lens)
+    for i, n in enumerate(lens.tolist()):
+        ref = torch.nn.functional.layer_norm(wavs[i, :n], (n,))  # fairseq: F.layer_norm(wav, wav.shape)
+        torch.testing.assert_close(out[i, :n], ref, atol=1e-5, rtol=1e-5)
+        assert torch.all(out[i, n:] == 0)
+    model = _perturbed("tiny_hubert", normalize_waveform=True)
+    with torch.no_grad():
+        batch = model.extract_features(wavs, lens)
+        alone = model.extract_features(wavs[2:, :1200])
+    torch.testing.assert_close(batch.hidden_states[-1][2, : alone.lengths[0]], alone.hidden_states[-1][0], atol=1e-5, rtol=1e-4)

@@ -230,6 +230,9 @@ def encoder_from_hf(folder: str | os.PathLike) -> SSLEncoder:
         raise ValueError(f"{config_file}: not a usable transformers config ({type(e).__name__}: {e})") from None
     except ValueError as e:
         raise ValueError(f"{config_file}: {e}") from None
+    preprocessor = folder / "preprocessor_config.json"
+    if preprocessor.is_file():  # the feature extractor's do_normalize: the model expects normalised input
+        cfg.normalize_waveform = bool(json.loads(preprocessor.read_text()).get("do_normalize", False))
     encoder = build_encoder(cfg)
     state = state_dict_from_hf(_read_weights(folder), cfg, source=str(folder))
     if "mask_embedding" not in state:
@@ -249,4 +252,14 @@ def encoder_to_hf(encoder: SSLEncoder, folder: str | os.PathLike) -> Path:
     with atomic_path(folder / "model.safetensors") as tmp:
         save_file(state_dict_to_hf(encoder), str(tmp), metadata={"format": "pt"})
     atomic_write_text(folder / "config.json", json.dumps(config_to_hf(encoder.config), indent=2) + "\n")
+    preprocessor = {  # what transformers' Wav2Vec2FeatureExtractor needs to prepare this model's input
+        "feature_extractor_type": "Wav2Vec2FeatureExtractor",
+        "feature_size": 1,
+        "sampling_rate": 16000,
+        "padding_value": 0.0,
+        "padding_side": "right",
+        "do_normalize": encoder.config.normalize_waveform,
+        "return_attention_mask": encoder.config.extractor_mode == "layer_norm",
+    }
+    atomic_write_text(folder / "preprocessor_config.json", json.dumps(preprocessor, indent=2) + "\n")
     return folder

@@ -51,6 +51,7 @@ class EncoderConfig:
     activation_dropout: float = 0.0  # activation_dropout
     feature_dropout: float = 0.0  # dropout_input (after the feature projection)
     layer_drop: float = 0.0  # encoder_layerdrop (training only)
+    normalize_waveform: bool = False  # task.normalize: each input to zero mean, unit variance first
 
     def __post_init__(self):
         if self.family not in ("hubert", "wavlm", "wav2vec2"):
@@ -181,12 +182,26 @@ class SSLEncoder(nn.Module):
                 raise ValueError(f"wav_lens must be within 1..{wavs.shape[1]}, found {wav_lens.tolist()}")
             if bool((wav_lens == wavs.shape[1]).all()):
                 wav_lens = None  # nothing is padded: skip the masks
+        if self.config.normalize_waveform:
+            wavs = normalize_waveforms(wavs, wav_lens)
         x, lengths = self.frontend(wavs, wav_lens)
         states, last = self.encoder(x, lengths if wav_lens is not None else None)
         return EncoderOutput(states, lengths, last)
 
     def forward(self, wavs: Tensor, wav_lens: Tensor | None = None) -> EncoderOutput:
         return self.extract_features(wavs, wav_lens)
+
+
+def normalize_waveforms(wavs: Tensor, wav_lens: Tensor | None = None, eps: float = 1e-5) -> Tensor:
+    """Each item to zero mean and unit variance over its valid samples (fairseq's
+    ``F.layer_norm(wav, wav.shape)``, eps 1e-5); padding stays zero."""
+    if wav_lens is None:
+        return torch.nn.functional.layer_norm(wavs, wavs.shape[-1:], eps=eps)
+    mask = length_mask(wav_lens, wavs.shape[1]).to(wavs.dtype)  # (B, S)
+    n = wav_lens.to(wavs.dtype)[:, None]  # (B, 1)
+    mean = (wavs * mask).sum(1, keepdim=True) / n
+    var = ((wavs - mean).square() * mask).sum(1, keepdim=True) / n
+    return (wavs - mean) * torch.rsqrt(var + eps) * mask
 
 
 def build_encoder(cfg: EncoderConfig) -> SSLEncoder:

@@ -9,7 +9,9 @@ from typing import Callable
 
 from speechssl.models.encoder import EncoderConfig
 
-_LARGE = dict(hidden_size=1024, num_layers=24, num_heads=16, ffn_size=4096, pre_norm=True, extractor_mode="layer_norm", conv_bias=True)
+# HuBERT Large/X-Large and WavLM Large have no conv bias; wav2vec 2.0 Large LV-60 has one. All expect
+# waveforms normalised to zero mean and unit variance (fairseq task.normalize=True).
+_LARGE = dict(hidden_size=1024, num_layers=24, num_heads=16, ffn_size=4096, pre_norm=True, extractor_mode="layer_norm", normalize_waveform=True)
 _XLARGE = dict(_LARGE, hidden_size=1280, num_layers=48, ffn_size=5120)
 
 
@@ -19,7 +21,7 @@ def hubert_base(**overrides) -> EncoderConfig:
 
 
 def hubert_large(**overrides) -> EncoderConfig:
-    """HuBERT Large (317M): 24 pre-LN layers of width 1024, layer-norm front end with conv bias."""
+    """HuBERT Large (317M): 24 pre-LN layers of width 1024, layer-norm front end, normalised input."""
     return EncoderConfig(**{"family": "hubert", **_LARGE, **overrides})
 
 
@@ -50,7 +52,7 @@ def wav2vec2_base(**overrides) -> EncoderConfig:
 
 def wav2vec2_large_lv60(**overrides) -> EncoderConfig:
     """wav2vec 2.0 Large LV-60 (317M): 24 pre-LN layers, layer-norm front end with conv bias."""
-    return EncoderConfig(**{"family": "wav2vec2", **_LARGE, **overrides})
+    return EncoderConfig(**{"family": "wav2vec2", **_LARGE, "conv_bias": True, **overrides})
 
 
 def _tiny(family: str, **overrides) -> EncoderConfig:

@@ -1,0 +1,413 @@
+"""fairseq checkpoints of HuBERT, wav2vec 2.0 and WavLM -> speechssl encoders.
+
+.. warning::
+   fairseq checkpoints are Python pickles, and unpickling a file can run arbitrary code. This module
+   is the one place in speechssl that unpickles (``torch.load(weights_only=False)``); give it only
+   files from sources you trust, and convert them once to speechssl's safetensors checkpoints.
+
+Layouts read:
+
+* fairseq (hydra era): ``ckpt["cfg"]["model"]`` is the model config (``_name`` ``"hubert"`` or
+  ``"wav2vec2"``), ``ckpt["model"]`` the state dict with fairseq's names. Fine-tuned CTC models
+  (``_name`` ``"hubert_ctc"`` / ``"wav2vec_ctc"``) hold the pretrained model's config in
+  ``w2v_args`` and its weights under ``w2v_encoder.w2v_model.``; the fine-tuning config's dropouts
+  override the pretrained ones, as fairseq does when it builds the model.
+* fairseq before hydra: the same with ``ckpt["args"]`` (an ``argparse.Namespace``) for the config.
+* WavLM (microsoft/unilm): ``ckpt["cfg"]`` is the flat ``WavLMConfig`` dict; the gate is
+  ``self_attn.grep_linear`` / ``grep_a`` and the relative position embedding sits in layer 0 as
+  ``self_attn.relative_attention_bias``.
+
+Config fields a checkpoint leaves out take the defaults of fairseq's ``Wav2Vec2Config`` /
+``HubertConfig`` (or unilm's ``WavLMConfig``), as the original code fills them. Pretraining-only
+weights (HuBERT's ``label_embs_concat`` and ``final_proj``, wav2vec 2.0's ``quantizer``,
+``project_q``, ...) and the CTC output layer (``w2v_encoder.proj``) are dropped by name; any other
+weight that has no place in the encoder, or any missing one, is an error that lists them.
+
+fairseq leaves out ``post_extract_proj`` when the conv width equals the transformer width; the
+converted encoder then gets an identity projection. Models trained on normalised waveforms (task
+``normalize=True``, the layer-norm-front-end Large models) expect inputs normalised to zero mean and
+unit variance per utterance; a warning says so, and the caller normalises.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+from argparse import Namespace
+from pathlib import Path
+from typing import Any, Mapping
+
+import torch
+from torch import Tensor
+
+from speechssl.convert._common import load_strict, pop_weight_norm, rename_strict
+from speechssl.models.encoder import EncoderConfig, SSLEncoder, build_encoder
+
+log = logging.getLogger(__name__)
+
+_STANDARD_CONV = "[(512,10,5)] + [(512,3,2)] * 4 + [(512,2,2)] * 2"
+# Defaults of fairseq's Wav2Vec2Config / HubertConfig and unilm's WavLMConfig for the fields read here.
+_DEFAULTS: dict[str, Any] = {
+    "extractor_mode": "default",
+    "conv_feature_layers": _STANDARD_CONV,
+    "conv_bias": False,
+    "encoder_embed_dim": 768,
+    "encoder_layers": 12,
+    "encoder_attention_heads": 12,
+    "encoder_ffn_embed_dim": 3072,
+    "activation_fn": "gelu",
+    "layer_norm_first": False,
+    "conv_pos": 128,
+    "conv_pos_groups": 16,
+    "dropout": 0.1,
+    "attention_dropout": 0.1,
+    "activation_dropout": 0.0,
+    "dropout_input": 0.0,
+    "encoder_layerdrop": 0.0,
+    "relative_position_embedding": False,
+    "num_buckets": 320,
+    "max_distance": 1280,
+    "gru_rel_pos": False,
+}
+# the fine-tuning config's field -> the pretrained config's field it overrides (fairseq's Wav2VecEncoder)
+_FINETUNE_OVERRIDES = {
+    "dropout": "dropout",
+    "attention_dropout": "attention_dropout",
+    "activation_dropout": "activation_dropout",
+    "dropout_input": "dropout_input",
+    "layerdrop": "encoder_layerdrop",
+}
+_FINETUNED_NAMES = ("hubert_ctc", "wav2vec_ctc")
+_PRETRAINED_NAMES = ("hubert", "wav2vec2")
+_FINETUNED_PREFIX = "w2v_encoder.w2v_model."
+# weights of the pretraining objective (HuBERT: label embeddings + projection; wav2vec 2.0:
+# quantizer, its projections, the target GLU) and the CTC output layer of fine-tuned models
+_PRETRAINING_ONLY = r"(label_embs(_concat)?|final_proj\.|quantizer\.|input_quantizer\.|project_q\.|project_inp\.|target_glu\.)"
+_CTC_HEAD = r"w2v_encoder\.proj\."
+_MAX_CONV_LAYERS = 1000
+
+
+# ------------------------------------------------------------------------- conv_feature_layers
+_TOKEN = re.compile(r"\s*(?:(\d+)|([\[\](),+*]))")
+
+
+class _ConvSpecParser:
+    """Recursive descent over fairseq's ``conv_feature_layers`` list expressions, e.g.
+    ``[(512,10,5)] + [(512,3,2)] * 4 + [(512,2,2)] * 2``. Grammar::
+
+        expr   := term ("+" term)*
+        term   := INT "*" factor ("*" INT)* | factor ("*" INT)*
+        factor := "[" [tuple ("," tuple)* [","]] "]" | "(" expr ")"
+        tuple  := "(" INT "," INT "," INT [","] ")"
+    """
+
+    def __init__(self, spec: str):
+        self.spec = spec
+        self.tokens: list[int | str] = []
+        pos = 0
+        while spec[pos:].strip():
+            m = _TOKEN.match(spec, pos)
+            if m is None:
+                at = pos + len(spec[pos:]) - len(spec[pos:].lstrip())
+                self.fail(f"unexpected character {spec[at]!r} at position {at}")
+            self.tokens.append(int(m.group(1)) if m.group(1) is not None else m.group(2))
+            pos = m.end()
+        self.i = 0
+
+    def fail(self, why: str):
+        raise ValueError(
+            f"conv_feature_layers {self.spec!r} is not a list expression like {_STANDARD_CONV!r}: {why}"
+        )
+
+    def peek(self) -> int | str | None:
+        return self.tokens[self.i] if self.i < len(self.tokens) else None
+
+    def take(self, expected: str) -> None:
+        if self.peek() != expected:
+            self.fail(f"expected {expected!r}, found {self.describe()}")
+        self.i += 1
+
+    def take_int(self) -> int:
+        tok = self.peek()
+        if not isinstance(tok, int):
+            self.fail(f"expected an integer, found {self.describe()}")
+        self.i += 1
+        return tok
+
+    def describe(self) -> str:
+        tok = self.peek()
+        return "the end" if tok is None else repr(tok)
+
+    def repeat(self, items: list, times: int) -> list:
+        if len(items) * times > _MAX_CONV_LAYERS:
+            self.fail(f"more than {_MAX_CONV_LAYERS} layers")
+        return items * times
+
+    def parse(self) -> list[tuple[int, int, int]]:
+        items = self.expr()
+        if self.peek() is not None:
+            self.fail(f"unexpected {self.describe()} after the expression")
+        if not items:
+            self.fail("no layers")
+        return items
+
+    def expr(self) -> list:
+        items = self.term()
+        while self.peek() == "+":
+            self.i += 1
+            items = items + self.term()
+            if len(items) > _MAX_CONV_LAYERS:
+                self.fail(f"more than {_MAX_CONV_LAYERS} layers")
+        return items
+
+    def term(self) -> list:
+        if isinstance(self.peek(), int):
+            times = self.take_int()
+            self.take("*")
+            items = self.repeat(self.factor(), times)
+        else:
+            items = self.factor()
+        while self.peek() == "*":
+            self.i += 1
+            items = self.repeat(items, self.take_int())
+        return items
+
+    def factor(self) -> list:
+        if self.peek() == "(":
+            self.i += 1
+            items = self.expr()
+            self.take(")")
+            return items
+        self.take("[")
+        items = []
+        while self.peek() != "]":
+            items.append(self.layer())
+            if self.peek() == ",":
+                self.i += 1
+            elif self.peek() != "]":
+                self.fail(f"expected ',' or ']', found {self.describe()}")
+        self.take("]")
+        return items
+
+    def layer(self) -> tuple[int, int, int]:
+        self.take("(")
+        channels = self.take_int()
+        self.take(",")
+        kernel = self.take_int()
+        self.take(",")
+        stride = self.take_int()
+        if self.peek() == ",":
+            self.i += 1
+        self.take(")")
+        if min(channels, kernel, stride) < 1:
+            self.fail(f"layer {(channels, kernel, stride)} has a zero size")
+        return channels, kernel, stride
+
+
+def parse_conv_layers(spec: str) -> list[tuple[int, int, int]]:
+    """fairseq's ``conv_feature_layers`` string -> ``[(channels, kernel, stride), ...]``, without eval:
+    lists of 3-tuples of integers joined by ``+`` and repeated by ``* n``. Anything else raises ValueError."""
+    if not isinstance(spec, str):
+        raise ValueError(f"conv_feature_layers must be a string, found {type(spec).__name__}")
+    return _ConvSpecParser(spec).parse()
+
+
+# -------------------------------------------------------------------------------------- config
+def _as_dict(obj: Any) -> dict[str, Any] | None:
+    """A plain dict from a config stored as a dict, an ``argparse.Namespace`` or an omegaconf DictConfig."""
+    if obj is None:
+        return None
+    if isinstance(obj, Namespace):
+        return dict(vars(obj))
+    if isinstance(obj, Mapping) or hasattr(obj, "items"):
+        return {str(k): v for k, v in obj.items()}
+    raise ValueError(f"expected a config dict, found {type(obj).__name__}")
+
+
+def _model_config(ckpt: Mapping[str, Any]) -> tuple[dict[str, Any], str, str, bool]:
+    """(pretrained model config, family, weight prefix, normalize) from a checkpoint's config."""
+    root, args = _as_dict(ckpt.get("cfg")), _as_dict(ckpt.get("args"))
+    if root is not None and root.get("model") is not None:
+        model, task = _as_dict(root["model"]), _as_dict(root.get("task")) or {}
+    elif root is not None and any(k in root for k in ("encoder_embed_dim", "encoder_layers", "conv_feature_layers")):
+        return dict(root), "wavlm", "", bool(root.get("normalize", False))  # unilm's flat WavLMConfig
+    elif args is not None:
+        model, task = args, args
+    else:
+        raise ValueError("no model config: expected cfg['model'] (fairseq), a flat cfg (WavLM) or args (old fairseq)")
+    name = model.get("_name") or model.get("arch")
+    normalize = bool(task.get("normalize", False))
+    prefix = ""
+    if name in _FINETUNED_NAMES or model.get("w2v_args") is not None:
+        w2v_args = _as_dict(model.get("w2v_args"))
+        if w2v_args is None:
+            raise ValueError(f"fine-tuned model {name!r} without w2v_args (the pretrained model's config)")
+        if w2v_args.get("model") is not None:  # hydra: a whole config
+            inner, inner_task = _as_dict(w2v_args["model"]), _as_dict(w2v_args.get("task")) or {}
+        else:  # before hydra: a flat Namespace
+            inner, inner_task = w2v_args, w2v_args
+        for theirs, field in _FINETUNE_OVERRIDES.items():
+            if model.get(theirs) is not None:
+                inner[field] = model[theirs]
+        normalize = normalize or bool(inner_task.get("normalize", False))
+        model, name, prefix = inner, inner.get("_name") or inner.get("arch"), _FINETUNED_PREFIX
+    if name not in _PRETRAINED_NAMES:
+        valid = ", ".join(_PRETRAINED_NAMES + _FINETUNED_NAMES) + " (and WavLM's flat cfg)"
+        raise ValueError(f"model {name!r} is not one speechssl converts; valid: {valid}")
+    return model, name, prefix, normalize
+
+
+def config_from_fairseq(model: Mapping[str, Any], family: str) -> EncoderConfig:
+    """Our EncoderConfig from a fairseq model config dict (``cfg["model"]``, or WavLM's flat cfg)."""
+
+    def get(key: str) -> Any:
+        value = model.get(key)
+        return _DEFAULTS[key] if value is None else value
+
+    unsupported = []
+    if get("activation_fn") != "gelu":
+        unsupported.append(f"activation_fn={get('activation_fn')!r} (only 'gelu')")
+    if model.get("layer_type") not in (None, "transformer"):
+        unsupported.append(f"layer_type={model['layer_type']!r} (only 'transformer')")
+    if int(model.get("pos_conv_depth") or 1) != 1:
+        unsupported.append(f"pos_conv_depth={model['pos_conv_depth']} (only 1)")
+    if model.get("conv_pos_batch_norm"):
+        unsupported.append("conv_pos_batch_norm=True")
+    if model.get("quantize_input"):
+        unsupported.append("quantize_input=True")
+    mode = get("extractor_mode")
+    if mode not in ("default", "layer_norm"):
+        unsupported.append(f"extractor_mode={mode!r} (only 'default' or 'layer_norm')")
+    if unsupported:
+        raise ValueError(f"unsupported {family} architecture: {'; '.join(unsupported)}")
+    relative = family == "wavlm" and bool(get("relative_position_embedding"))
+    return EncoderConfig(
+        family=family,
+        conv_layers=parse_conv_layers(get("conv_feature_layers")),
+        extractor_mode="group_norm" if mode == "default" else "layer_norm",
+        conv_bias=bool(get("conv_bias")),
+        feature_proj_layer_norm=True,
+        hidden_size=int(get("encoder_embed_dim")),
+        num_layers=int(get("encoder_layers")),
+        num_heads=int(get("encoder_attention_heads")),
+        ffn_size=int(get("encoder_ffn_embed_dim")),
+        pre_norm=bool(get("layer_norm_first")),
+        pos_conv_kernel=int(get("conv_pos")),
+        pos_conv_groups=int(get("conv_pos_groups")),
+        relative_position_buckets=int(get("num_buckets")) if relative else 0,
+        relative_position_max_distance=int(get("max_distance")),
+        gated_relative_position=bool(get("gru_rel_pos")),
+        dropout=float(get("dropout")),
+        attention_dropout=float(get("attention_dropout")),
+        activation_dropout=float(get("activation_dropout")),
+        feature_dropout=float(get("dropout_input")),
+        layer_drop=float(get("encoder_layerdrop")),
+    )
+
+
+# --------------------------------------------------------------------------------------- weights
+def _name_pairs(cfg: EncoderConfig, prefix: str, projection: bool) -> list[tuple[str, str]]:
+    """(ours, fairseq's) parameter names, without the positional conv's weight pair."""
+    pairs = []
+    for i in range(len(cfg.conv_layers)):
+        block = f"{prefix}feature_extractor.conv_layers.{i}."  # Sequential(conv, dropout, norm, gelu)
+        pairs.append((f"feature_extractor.layers.{i}.conv.weight", block + "0.weight"))
+        if cfg.conv_bias:
+            pairs.append((f"feature_extractor.layers.{i}.conv.bias", block + "0.bias"))
+        for p in ("weight", "bias"):
+            if cfg.extractor_mode == "layer_norm":  # Sequential(TransposeLast, Fp32LayerNorm, TransposeLast)
+                pairs.append((f"feature_extractor.layers.{i}.norm.{p}", block + f"2.1.{p}"))
+            elif i == 0:  # Fp32GroupNorm
+                pairs.append((f"feature_extractor.layers.{i}.norm.{p}", block + f"2.{p}"))
+    for p in ("weight", "bias"):
+        pairs.append((f"feature_projection.layer_norm.{p}", f"{prefix}layer_norm.{p}"))
+        if projection:
+            pairs.append((f"feature_projection.projection.{p}", f"{prefix}post_extract_proj.{p}"))
+        pairs.append((f"encoder.layer_norm.{p}", f"{prefix}encoder.layer_norm.{p}"))
+    pairs.append(("mask_embedding", f"{prefix}mask_emb"))
+    pairs.append(("encoder.pos_conv.bias", f"{prefix}encoder.pos_conv.0.bias"))
+    gated = cfg.relative_position_buckets > 0 and cfg.gated_relative_position
+    if cfg.relative_position_buckets:
+        pairs.append(("encoder.relative_position.embedding.weight", f"{prefix}encoder.layers.0.self_attn.relative_attention_bias.weight"))
+    for i in range(cfg.num_layers):
+        ours, theirs = f"encoder.layers.{i}.", f"{prefix}encoder.layers.{i}."
+        for p in ("weight", "bias"):
+            for proj in ("q_proj", "k_proj", "v_proj", "out_proj"):
+                pairs.append((f"{ours}attention.{proj}.{p}", f"{theirs}self_attn.{proj}.{p}"))
+            pairs.append((f"{ours}attention_norm.{p}", f"{theirs}self_attn_layer_norm.{p}"))
+            pairs.append((f"{ours}feed_forward.fc1.{p}", f"{theirs}fc1.{p}"))
+            pairs.append((f"{ours}feed_forward.fc2.{p}", f"{theirs}fc2.{p}"))
+            pairs.append((f"{ours}ffn_norm.{p}", f"{theirs}final_layer_norm.{p}"))
+            if gated:
+                pairs.append((f"{ours}attention.gate_proj.{p}", f"{theirs}self_attn.grep_linear.{p}"))
+        if gated:
+            pairs.append((f"{ours}attention.gate_const", f"{theirs}self_attn.grep_a"))
+    return pairs
+
+
+def _ignored(cfg: EncoderConfig, prefix: str) -> re.Pattern[str]:
+    patterns = [f"^{re.escape(prefix)}{_PRETRAINING_ONLY}", f"^{_CTC_HEAD}"]
+    if cfg.family == "wavlm" and not cfg.relative_position_buckets:
+        # gru_rel_pos without relative_position_embedding: the gate exists but has no bias to scale
+        patterns.append(rf"^{re.escape(prefix)}encoder\.layers\.\d+\.self_attn\.grep_(linear\.(weight|bias)|a)$")
+    return re.compile("|".join(patterns))
+
+
+def _convert(ckpt: Any) -> SSLEncoder:
+    if not isinstance(ckpt, Mapping):
+        raise ValueError(f"expected a fairseq checkpoint (a dict with 'model' and 'cfg'), found {type(ckpt).__name__}")
+    state = ckpt.get("model")
+    if not isinstance(state, Mapping) or not all(isinstance(v, Tensor) for v in state.values()):
+        raise ValueError(f"expected the weights as a state dict under 'model', found {type(state).__name__}")
+    model_cfg, family, prefix, normalize = _model_config(ckpt)
+    cfg = config_from_fairseq(model_cfg, family)
+    state = dict(state)
+    pos = pop_weight_norm(state, f"{prefix}encoder.pos_conv.0.")
+    if pos is None:
+        raise ValueError(f"no positional conv weight ({prefix}encoder.pos_conv.0.weight_g / weight_v) found")
+    conv_dim = cfg.conv_layers[-1][0]
+    projection = f"{prefix}post_extract_proj.weight" in state or conv_dim != cfg.hidden_size
+    ours = rename_strict(state, _name_pairs(cfg, prefix, projection), source="state dict 'model'", ignore=_ignored(cfg, prefix))
+    ours["encoder.pos_conv.weight_g"], ours["encoder.pos_conv.weight_v"] = pos
+    if not projection:  # fairseq skips post_extract_proj when the widths agree
+        ours["feature_projection.projection.weight"] = torch.eye(cfg.hidden_size)
+        ours["feature_projection.projection.bias"] = torch.zeros(cfg.hidden_size)
+    cfg.normalize_waveform = normalize
+    encoder = load_strict(build_encoder(cfg), ours, "state dict 'model'")
+    return encoder
+
+
+def _unpickle(path: Path) -> Any:
+    """The one unpickling load in speechssl: fairseq checkpoints hold configs as pickled objects."""
+    try:
+        return torch.load(path, map_location="cpu", weights_only=False)
+    except (ImportError, AttributeError) as e:  # a class the pickle names is not importable here
+        raise ValueError(
+            f"{path}: unpickling needs a class that is not available ({e}); fairseq's own checkpoints store "
+            "plain dicts, omegaconf configs need the omegaconf package"
+        ) from None
+    except Exception as e:  # truncated files, non-PyTorch files, unpickling errors
+        raise ValueError(f"{path}: not a readable PyTorch checkpoint ({type(e).__name__}: {e})") from None
+
+
+def encoder_from_fairseq(path: str | os.PathLike) -> SSLEncoder:
+    """An :class:`SSLEncoder` from a fairseq HuBERT / wav2vec 2.0 checkpoint (pretrained or CTC
+    fine-tuned) or an official WavLM checkpoint.
+
+    .. warning:: this unpickles ``path`` (``torch.load(weights_only=False)``): load only trusted files.
+
+    Errors a file can cause (an unknown model, a malformed ``conv_feature_layers``, missing or
+    unexpected weights) raise ``ValueError`` naming the file.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: fairseq checkpoint not found")
+    ckpt = _unpickle(path)
+    try:
+        return _convert(ckpt)
+    except ValueError as e:
+        raise ValueError(f"{path}: {e}") from None
+
+
+__all__ = ["encoder_from_fairseq", "config_from_fairseq", "parse_conv_layers"]
