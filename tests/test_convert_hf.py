@@ -96,14 +96,24 @@ def test_export_loads_in_transformers(variant, batch, tmp_path):
         assert torch.equal(x, y)
 
 
-def test_task_model_encoder_is_imported(tmp_path, batch):
+@pytest.mark.parametrize(
+    "task_cls, encoder_attr, extra",
+    [
+        ("HubertForCTC", "hubert", dict(vocab_size=12)),
+        ("WavLMForCTC", "wavlm", dict(vocab_size=12, num_buckets=32, max_bucket_distance=64)),
+        ("Wav2Vec2ForPreTraining", "wav2vec2", dict(codevector_dim=16, proj_codevector_dim=16, num_codevectors_per_group=8)),
+        ("Wav2Vec2ForSequenceClassification", "wav2vec2", dict(num_labels=4, use_weighted_layer_sum=True)),
+    ],
+)
+def test_task_model_encoder_is_imported(task_cls, encoder_attr, extra, tmp_path, batch):
     torch.manual_seed(0)
-    ctc = transformers.HubertForCTC(transformers.HubertConfig(**TINY, vocab_size=12)).eval()
-    ctc.save_pretrained(tmp_path)
+    cls = getattr(transformers, task_cls)
+    model = cls(cls.config_class(**TINY, **extra)).eval()
+    model.save_pretrained(tmp_path)
     ours = encoder_from_hf(tmp_path)
     wavs, _ = batch
     with torch.no_grad():
-        ref = ctc.hubert(wavs[:1], output_hidden_states=True).hidden_states
+        ref = getattr(model, encoder_attr)(wavs[:1], output_hidden_states=True).hidden_states
         got = ours.extract_features(wavs[:1]).hidden_states
     for x, y in zip(ref, got):
         torch.testing.assert_close(y, x, atol=1e-4, rtol=0)

@@ -151,7 +151,7 @@ class ConvFeatureExtractor(nn.Module):
         for block, (channels, kernel, stride) in zip(self.layers[1:], self.layer_specs[1:]):
             T_in = x.shape[1]
             T = (T_in - kernel) // stride + 1
-            taps = [block.conv.weight[:, :, j].t() for j in range(kernel)]  # (C_out, C_in, K) -> K x (C_in, C_out)
+            taps = [block.conv.weight[:, :, j].t().contiguous() for j in range(kernel)]  # (C_out, C_in, K) -> K x (C_in, C_out)
             y = torch.empty(B, T, channels, dtype=x.dtype)
             span = stride * (T - 1) + 1
             for b in range(B):

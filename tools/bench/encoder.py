@@ -13,7 +13,6 @@ and ours runs under bf16 autocast. Prints, last, one ``name: value`` line per he
 from __future__ import annotations
 
 import argparse
-import statistics
 import tempfile
 import time
 from contextlib import nullcontext
@@ -22,7 +21,7 @@ import torch
 
 
 def timed(fn, repeats: int, device: str) -> float:
-    """Median seconds of ``repeats`` calls after one warm-up."""
+    """Best of ``repeats`` calls after one warm-up (noise on a shared machine only adds time)."""
     fn()
     times = []
     for _ in range(repeats):
@@ -33,7 +32,7 @@ def timed(fn, repeats: int, device: str) -> float:
         if device == "cuda":
             torch.cuda.synchronize()
         times.append(time.perf_counter() - t0)
-    return statistics.median(times)
+    return min(times)
 
 
 def main() -> None:
@@ -41,7 +40,8 @@ def main() -> None:
     parser.add_argument("--model", default="hubert_base", help="a speechssl preset with a transformers twin")
     parser.add_argument("--batch", type=int, default=4)
     parser.add_argument("--seconds", type=float, default=10.0)
-    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--repeats", type=int, default=3, help="timed calls per round")
+    parser.add_argument("--rounds", type=int, default=3, help="rounds, alternating peer and ours")
     parser.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
     parser.add_argument("--dtype", default="fp32", choices=["fp32", "bf16"])
     parser.add_argument("--threads", type=int, default=None, help="CPU threads (default: torch's)")
@@ -91,9 +91,9 @@ def main() -> None:
 
     # interleave so that machine noise hits both sides alike
     t_ours, t_peer = [], []
-    for _ in range(2):
-        t_peer.append(timed(run_peer, max(1, args.repeats // 2), device))
-        t_ours.append(timed(run_ours, max(1, args.repeats // 2), device))
+    for _ in range(args.rounds):
+        t_peer.append(timed(run_peer, args.repeats, device))
+        t_ours.append(timed(run_ours, args.repeats, device))
     ours_s, peer_s = min(t_ours), min(t_peer)
     audio = args.batch * args.seconds
     print(f"model {args.model}, batch {args.batch} x {args.seconds:.0f} s, {device} {args.dtype}, threads {torch.get_num_threads()}")
