@@ -125,7 +125,7 @@ def test_mismatched_or_broken_folders(tmp_path):
     cfg = json.loads((tmp_path / "m" / "config.json").read_text())
     cfg["num_hidden_layers"] = 3  # weights for 2 layers only
     (tmp_path / "m" / "config.json").write_text(json.dumps(cfg))
-    with pytest.raises(ValueError, match=r"weights do not match the config \(missing: encoder.layers.2"):
+    with pytest.raises(ValueError, match=r"weights do not match the architecture \(missing: encoder.layers.2"):
         encoder_from_hf(tmp_path / "m")
     cfg["num_hidden_layers"], cfg["model_type"] = 2, "whisper"
     (tmp_path / "m" / "config.json").write_text(json.dumps(cfg))

@@ -1,15 +1,16 @@
-"""What the torchaudio and fairseq converters share: renaming a foreign state dict to ours strictly
+"""What the converters share: one naming table per foreign format, renaming a state dict to ours strictly
 (every key used, ignored by an explicit pattern, or an error), the forms a weight-normalised
 positional conv is stored in, and a load that reports mismatches as ``ValueError``."""
 
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass, replace
 from typing import Iterable, Mapping
 
 from torch import Tensor
 
-from speechssl.models.encoder import SSLEncoder
+from speechssl.models.encoder import EncoderConfig, SSLEncoder
 
 # the positional conv's weight norm, as (magnitude, direction) key suffixes: the old
 # torch.nn.utils.weight_norm hook, then torch.nn.utils.parametrizations.weight_norm
@@ -88,3 +89,77 @@ def load_strict(encoder: SSLEncoder, state: Mapping[str, Tensor], source: str) -
         )
     encoder.load_state_dict(dict(state), strict=True)
     return encoder.eval()
+
+
+@dataclass(frozen=True)
+class Naming:
+    """Where a foreign format keeps each encoder parameter: templates with ``{i}`` (conv or layer
+    index), ``{p}`` (``weight``/``bias``) and ``{proj}`` (``q_proj``, ``k_proj``, ``v_proj``,
+    ``out_proj``). Layer templates are relative to ``layer``. ``None``: the format has no such
+    parameter. The positional conv's weight pair is read separately (:func:`pop_weight_norm`)."""
+
+    conv: str
+    first_conv_norm: str  # the per-channel norm after conv 0 (group-norm front end)
+    conv_norm: str  # the LayerNorm after every conv (layer-norm front end)
+    feature_norm: str
+    projection: str
+    encoder_norm: str
+    mask_embedding: str | None
+    pos_conv_bias: str
+    relative_bias: str  # WavLM, kept in layer 0
+    layer: str
+    attention: str
+    attention_norm: str
+    fc1: str
+    fc2: str
+    ffn_norm: str
+    gate_proj: str  # WavLM's gru_rel_pos linear
+    gate_const: str
+
+    def with_prefix(self, prefix: str) -> "Naming":
+        fields = {k: (prefix + v if isinstance(v, str) and k not in _LAYER_RELATIVE else v) for k, v in self.__dict__.items()}
+        return replace(self, **fields)
+
+
+_LAYER_RELATIVE = {"attention", "attention_norm", "fc1", "fc2", "ffn_norm", "gate_proj", "gate_const"}
+
+
+def name_pairs(cfg: EncoderConfig, names: Naming, *, projection: bool = True) -> list[tuple[str, str]]:
+    """(ours, theirs) names of every parameter of an encoder with config ``cfg``, except the
+    positional conv's weight pair (and the mask embedding where ``names`` has none).
+    ``projection=False``: the format has no feature projection (fairseq when widths agree)."""
+    pairs = []
+    both = ("weight", "bias")
+    for i in range(len(cfg.conv_layers)):
+        ours = f"feature_extractor.layers.{i}."
+        pairs.append((ours + "conv.weight", names.conv.format(i=i, p="weight")))
+        if cfg.conv_bias:
+            pairs.append((ours + "conv.bias", names.conv.format(i=i, p="bias")))
+        norm = names.conv_norm if cfg.extractor_mode == "layer_norm" else (names.first_conv_norm if i == 0 else None)
+        pairs += [(ours + f"norm.{p}", norm.format(i=i, p=p)) for p in both] if norm else []
+    for p in both:
+        if cfg.feature_proj_layer_norm:
+            pairs.append((f"feature_projection.layer_norm.{p}", names.feature_norm.format(p=p)))
+        if projection:
+            pairs.append((f"feature_projection.projection.{p}", names.projection.format(p=p)))
+        pairs.append((f"encoder.layer_norm.{p}", names.encoder_norm.format(p=p)))
+    if names.mask_embedding is not None:
+        pairs.append(("mask_embedding", names.mask_embedding))
+    pairs.append(("encoder.pos_conv.bias", names.pos_conv_bias))
+    gated = cfg.relative_position_buckets > 0 and cfg.gated_relative_position
+    if cfg.relative_position_buckets:
+        pairs.append(("encoder.relative_position.embedding.weight", names.relative_bias))
+    for i in range(cfg.num_layers):
+        ours, theirs = f"encoder.layers.{i}.", names.layer.format(i=i)
+        for p in both:
+            for proj in ("q_proj", "k_proj", "v_proj", "out_proj"):
+                pairs.append((f"{ours}attention.{proj}.{p}", theirs + names.attention.format(proj=proj, p=p)))
+            pairs.append((f"{ours}attention_norm.{p}", theirs + names.attention_norm.format(p=p)))
+            pairs.append((f"{ours}feed_forward.fc1.{p}", theirs + names.fc1.format(p=p)))
+            pairs.append((f"{ours}feed_forward.fc2.{p}", theirs + names.fc2.format(p=p)))
+            pairs.append((f"{ours}ffn_norm.{p}", theirs + names.ffn_norm.format(p=p)))
+            if gated:
+                pairs.append((f"{ours}attention.gate_proj.{p}", theirs + names.gate_proj.format(p=p)))
+        if gated:
+            pairs.append((f"{ours}attention.gate_const", theirs + names.gate_const))
+    return pairs

@@ -41,7 +41,7 @@ from typing import Any, Mapping
 import torch
 from torch import Tensor
 
-from speechssl.convert._common import load_strict, pop_weight_norm, rename_strict
+from speechssl.convert._common import Naming, load_strict, name_pairs, pop_weight_norm, rename_strict
 from speechssl.models.encoder import EncoderConfig, SSLEncoder, build_encoder
 
 log = logging.getLogger(__name__)
@@ -307,43 +307,30 @@ def config_from_fairseq(model: Mapping[str, Any], family: str) -> EncoderConfig:
 
 
 # --------------------------------------------------------------------------------------- weights
+FAIRSEQ_NAMES = Naming(
+    conv="feature_extractor.conv_layers.{i}.0.{p}",  # Sequential(conv, dropout, norm, gelu)
+    first_conv_norm="feature_extractor.conv_layers.{i}.2.{p}",  # Fp32GroupNorm
+    conv_norm="feature_extractor.conv_layers.{i}.2.1.{p}",  # Sequential(TransposeLast, Fp32LayerNorm, TransposeLast)
+    feature_norm="layer_norm.{p}",
+    projection="post_extract_proj.{p}",
+    encoder_norm="encoder.layer_norm.{p}",
+    mask_embedding="mask_emb",
+    pos_conv_bias="encoder.pos_conv.0.bias",
+    relative_bias="encoder.layers.0.self_attn.relative_attention_bias.weight",
+    layer="encoder.layers.{i}.",
+    attention="self_attn.{proj}.{p}",
+    attention_norm="self_attn_layer_norm.{p}",
+    fc1="fc1.{p}",
+    fc2="fc2.{p}",
+    ffn_norm="final_layer_norm.{p}",
+    gate_proj="self_attn.grep_linear.{p}",
+    gate_const="self_attn.grep_a",
+)
+
+
 def _name_pairs(cfg: EncoderConfig, prefix: str, projection: bool) -> list[tuple[str, str]]:
     """(ours, fairseq's) parameter names, without the positional conv's weight pair."""
-    pairs = []
-    for i in range(len(cfg.conv_layers)):
-        block = f"{prefix}feature_extractor.conv_layers.{i}."  # Sequential(conv, dropout, norm, gelu)
-        pairs.append((f"feature_extractor.layers.{i}.conv.weight", block + "0.weight"))
-        if cfg.conv_bias:
-            pairs.append((f"feature_extractor.layers.{i}.conv.bias", block + "0.bias"))
-        for p in ("weight", "bias"):
-            if cfg.extractor_mode == "layer_norm":  # Sequential(TransposeLast, Fp32LayerNorm, TransposeLast)
-                pairs.append((f"feature_extractor.layers.{i}.norm.{p}", block + f"2.1.{p}"))
-            elif i == 0:  # Fp32GroupNorm
-                pairs.append((f"feature_extractor.layers.{i}.norm.{p}", block + f"2.{p}"))
-    for p in ("weight", "bias"):
-        pairs.append((f"feature_projection.layer_norm.{p}", f"{prefix}layer_norm.{p}"))
-        if projection:
-            pairs.append((f"feature_projection.projection.{p}", f"{prefix}post_extract_proj.{p}"))
-        pairs.append((f"encoder.layer_norm.{p}", f"{prefix}encoder.layer_norm.{p}"))
-    pairs.append(("mask_embedding", f"{prefix}mask_emb"))
-    pairs.append(("encoder.pos_conv.bias", f"{prefix}encoder.pos_conv.0.bias"))
-    gated = cfg.relative_position_buckets > 0 and cfg.gated_relative_position
-    if cfg.relative_position_buckets:
-        pairs.append(("encoder.relative_position.embedding.weight", f"{prefix}encoder.layers.0.self_attn.relative_attention_bias.weight"))
-    for i in range(cfg.num_layers):
-        ours, theirs = f"encoder.layers.{i}.", f"{prefix}encoder.layers.{i}."
-        for p in ("weight", "bias"):
-            for proj in ("q_proj", "k_proj", "v_proj", "out_proj"):
-                pairs.append((f"{ours}attention.{proj}.{p}", f"{theirs}self_attn.{proj}.{p}"))
-            pairs.append((f"{ours}attention_norm.{p}", f"{theirs}self_attn_layer_norm.{p}"))
-            pairs.append((f"{ours}feed_forward.fc1.{p}", f"{theirs}fc1.{p}"))
-            pairs.append((f"{ours}feed_forward.fc2.{p}", f"{theirs}fc2.{p}"))
-            pairs.append((f"{ours}ffn_norm.{p}", f"{theirs}final_layer_norm.{p}"))
-            if gated:
-                pairs.append((f"{ours}attention.gate_proj.{p}", f"{theirs}self_attn.grep_linear.{p}"))
-        if gated:
-            pairs.append((f"{ours}attention.gate_const", f"{theirs}self_attn.grep_a"))
-    return pairs
+    return name_pairs(cfg, FAIRSEQ_NAMES.with_prefix(prefix), projection=projection)
 
 
 def _ignored(cfg: EncoderConfig, prefix: str) -> re.Pattern[str]:

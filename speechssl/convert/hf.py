@@ -12,11 +12,13 @@ from __future__ import annotations
 import json
 import os
 import re
+from dataclasses import replace
 from pathlib import Path
 
 import torch
 from torch import Tensor
 
+from speechssl.convert._common import Naming, name_pairs, pop_weight_norm, rename_strict
 from speechssl.models.encoder import EncoderConfig, SSLEncoder, build_encoder
 
 _FAMILIES = {"hubert": "HubertModel", "wavlm": "WavLMModel", "wav2vec2": "Wav2Vec2Model"}
@@ -110,45 +112,33 @@ def config_to_hf(cfg: EncoderConfig) -> dict:
 
 
 # --------------------------------------------------------------------------------------- weights
+HF_NAMES = Naming(
+    conv="feature_extractor.conv_layers.{i}.conv.{p}",
+    first_conv_norm="feature_extractor.conv_layers.{i}.layer_norm.{p}",
+    conv_norm="feature_extractor.conv_layers.{i}.layer_norm.{p}",
+    feature_norm="feature_projection.layer_norm.{p}",
+    projection="feature_projection.projection.{p}",
+    encoder_norm="encoder.layer_norm.{p}",
+    mask_embedding="masked_spec_embed",
+    pos_conv_bias="encoder.pos_conv_embed.conv.bias",
+    relative_bias="encoder.layers.0.attention.rel_attn_embed.weight",
+    layer="encoder.layers.{i}.",
+    attention="attention.{proj}.{p}",
+    attention_norm="layer_norm.{p}",
+    fc1="feed_forward.intermediate_dense.{p}",
+    fc2="feed_forward.output_dense.{p}",
+    ffn_norm="final_layer_norm.{p}",
+    gate_proj="attention.gru_rel_pos_linear.{p}",
+    gate_const="attention.gru_rel_pos_const",
+)
+
+
 def _name_pairs(cfg: EncoderConfig) -> list[tuple[str, str]]:
     """(ours, transformers') parameter names, excluding the positional conv's weight norm pair."""
-    pairs = []
-    for i, (_, _, _) in enumerate(cfg.conv_layers):
-        pairs.append((f"feature_extractor.layers.{i}.conv.weight", f"feature_extractor.conv_layers.{i}.conv.weight"))
-        if cfg.conv_bias:
-            pairs.append((f"feature_extractor.layers.{i}.conv.bias", f"feature_extractor.conv_layers.{i}.conv.bias"))
-        if cfg.extractor_mode == "layer_norm" or i == 0:
-            for p in ("weight", "bias"):
-                pairs.append((f"feature_extractor.layers.{i}.norm.{p}", f"feature_extractor.conv_layers.{i}.layer_norm.{p}"))
-    for p in ("weight", "bias"):
-        if cfg.feature_proj_layer_norm:
-            pairs.append((f"feature_projection.layer_norm.{p}", f"feature_projection.layer_norm.{p}"))
-        pairs.append((f"feature_projection.projection.{p}", f"feature_projection.projection.{p}"))
-        pairs.append((f"encoder.layer_norm.{p}", f"encoder.layer_norm.{p}"))
-    pairs.append(("mask_embedding", "masked_spec_embed"))
-    pairs.append(("encoder.pos_conv.bias", "encoder.pos_conv_embed.conv.bias"))
-    if cfg.relative_position_buckets:
-        pairs.append(("encoder.relative_position.embedding.weight", "encoder.layers.0.attention.rel_attn_embed.weight"))
-    for i in range(cfg.num_layers):
-        ours, theirs = f"encoder.layers.{i}.", f"encoder.layers.{i}."
-        for p in ("weight", "bias"):
-            for proj in ("q_proj", "k_proj", "v_proj", "out_proj"):
-                pairs.append((f"{ours}attention.{proj}.{p}", f"{theirs}attention.{proj}.{p}"))
-            pairs.append((f"{ours}attention_norm.{p}", f"{theirs}layer_norm.{p}"))
-            pairs.append((f"{ours}feed_forward.fc1.{p}", f"{theirs}feed_forward.intermediate_dense.{p}"))
-            pairs.append((f"{ours}feed_forward.fc2.{p}", f"{theirs}feed_forward.output_dense.{p}"))
-            pairs.append((f"{ours}ffn_norm.{p}", f"{theirs}final_layer_norm.{p}"))
-            if cfg.relative_position_buckets and cfg.gated_relative_position:
-                pairs.append((f"{ours}attention.gate_proj.{p}", f"{theirs}attention.gru_rel_pos_linear.{p}"))
-        if cfg.relative_position_buckets and cfg.gated_relative_position:
-            pairs.append((f"{ours}attention.gate_const", f"{theirs}attention.gru_rel_pos_const"))
-    return pairs
+    return name_pairs(cfg, HF_NAMES)
 
 
-_WEIGHT_NORM = {
-    "g": ("encoder.pos_conv_embed.conv.parametrizations.weight.original0", "encoder.pos_conv_embed.conv.weight_g"),
-    "v": ("encoder.pos_conv_embed.conv.parametrizations.weight.original1", "encoder.pos_conv_embed.conv.weight_v"),
-}
+_POS_CONV = "encoder.pos_conv_embed.conv."
 
 
 def state_dict_from_hf(hf_state: dict[str, Tensor], cfg: EncoderConfig, source: str = "checkpoint") -> dict[str, Tensor]:
@@ -160,36 +150,22 @@ def state_dict_from_hf(hf_state: dict[str, Tensor], cfg: EncoderConfig, source: 
                 key = key[len(prefix) :]
                 break
         state[key] = value
-    out: dict[str, Tensor] = {}
-    missing = []
-    for ours, theirs in _name_pairs(cfg):
-        if theirs in state:
-            out[ours] = state.pop(theirs)
-        elif ours == "mask_embedding":  # absent when the model was saved with mask_time_prob=0
-            continue
-        else:
-            missing.append(theirs)
-    for part, names in _WEIGHT_NORM.items():
-        found = [n for n in names if n in state]
-        if not found:
-            missing.append(names[0])
-        else:
-            out[f"encoder.pos_conv.weight_{part}"] = state.pop(found[0])
-    unused = [k for k in state if not _HEAD_KEYS.match(k)]
-    if missing or unused:
-        raise ValueError(
-            f"{source}: weights do not match the config "
-            f"(missing: {', '.join(missing[:8]) or 'none'}{' ...' if len(missing) > 8 else ''}; "
-            f"unexpected: {', '.join(unused[:8]) or 'none'}{' ...' if len(unused) > 8 else ''})"
-        )
+    pos = pop_weight_norm(state, _POS_CONV)
+    if pos is None:
+        raise ValueError(f"{source}: no positional conv weight ({_POS_CONV}weight_g / weight_v or parametrizations)")
+    # masked_spec_embed is absent when a model was saved with mask_time_prob=0
+    names = HF_NAMES if "masked_spec_embed" in state else replace(HF_NAMES, mask_embedding=None)
+    out = rename_strict(state, name_pairs(cfg, names), source=source, ignore=_HEAD_KEYS)
+    out["encoder.pos_conv.weight_g"], out["encoder.pos_conv.weight_v"] = pos
     return out
 
 
 def state_dict_to_hf(encoder: SSLEncoder) -> dict[str, Tensor]:
     ours = encoder.state_dict()
     out = {theirs: ours[mine].detach().clone().contiguous() for mine, theirs in _name_pairs(encoder.config)}
-    out[_WEIGHT_NORM["g"][0]] = ours["encoder.pos_conv.weight_g"].detach().clone().contiguous()
-    out[_WEIGHT_NORM["v"][0]] = ours["encoder.pos_conv.weight_v"].detach().clone().contiguous()
+    # the names of torch.nn.utils.parametrizations.weight_norm, which transformers uses
+    out[_POS_CONV + "parametrizations.weight.original0"] = ours["encoder.pos_conv.weight_g"].detach().clone().contiguous()
+    out[_POS_CONV + "parametrizations.weight.original1"] = ours["encoder.pos_conv.weight_v"].detach().clone().contiguous()
     return out
 
 

@@ -38,6 +38,7 @@ item of a padded batch the features torchaudio gives that item alone.
 from __future__ import annotations
 
 import dataclasses
+from dataclasses import replace
 
 import logging
 import os
@@ -49,7 +50,7 @@ from typing import Any, Mapping
 import torch
 from torch import Tensor, nn
 
-from speechssl.convert._common import load_strict, pop_weight_norm, rename_strict
+from speechssl.convert._common import Naming, load_strict, name_pairs, pop_weight_norm, rename_strict
 from speechssl.models.encoder import STANDARD_CONV_LAYERS, EncoderConfig, SSLEncoder, build_encoder
 
 log = logging.getLogger(__name__)
@@ -82,42 +83,34 @@ class _ModelFacts:
 
 
 # ------------------------------------------------------------------------------------------ names
+TORCHAUDIO_NAMES = Naming(
+    conv="feature_extractor.conv_layers.{i}.conv.{p}",
+    first_conv_norm="feature_extractor.conv_layers.{i}.layer_norm.{p}",
+    conv_norm="feature_extractor.conv_layers.{i}.layer_norm.{p}",
+    feature_norm="encoder.feature_projection.layer_norm.{p}",
+    projection="encoder.feature_projection.projection.{p}",
+    encoder_norm="encoder.transformer.layer_norm.{p}",
+    mask_embedding=None,  # a plain Wav2Vec2Model has none
+    pos_conv_bias=_POS_CONV + "bias",
+    relative_bias="encoder.transformer.layers.0.attention.rel_attn_embed.weight",
+    layer="encoder.transformer.layers.{i}.",
+    attention="attention.{proj}.{p}",
+    attention_norm="layer_norm.{p}",
+    fc1="feed_forward.intermediate_dense.{p}",
+    fc2="feed_forward.output_dense.{p}",
+    ffn_norm="final_layer_norm.{p}",
+    gate_proj="attention.gru_rel_pos_linear.{p}",
+    gate_const="attention.gru_rel_pos_const",
+)
+
+
 def _name_pairs(cfg: EncoderConfig) -> list[tuple[str, str]]:
     """(ours, torchaudio's) parameter names, without the positional conv's weight pair and the mask
     embedding. WavLM's fused ``in_proj`` appears split, as ``attention.attention.{q,k,v}_proj``."""
-    pairs = []
-    for i in range(len(cfg.conv_layers)):
-        theirs = f"feature_extractor.conv_layers.{i}."
-        pairs.append((f"feature_extractor.layers.{i}.conv.weight", theirs + "conv.weight"))
-        if cfg.conv_bias:
-            pairs.append((f"feature_extractor.layers.{i}.conv.bias", theirs + "conv.bias"))
-        if cfg.extractor_mode == "layer_norm" or i == 0:
-            for p in ("weight", "bias"):
-                pairs.append((f"feature_extractor.layers.{i}.norm.{p}", theirs + f"layer_norm.{p}"))
-    for p in ("weight", "bias"):
-        pairs.append((f"feature_projection.layer_norm.{p}", f"encoder.feature_projection.layer_norm.{p}"))
-        pairs.append((f"feature_projection.projection.{p}", f"encoder.feature_projection.projection.{p}"))
-        pairs.append((f"encoder.layer_norm.{p}", f"encoder.transformer.layer_norm.{p}"))
-    pairs.append(("encoder.pos_conv.bias", _POS_CONV + "bias"))
-    wavlm = cfg.relative_position_buckets > 0
-    gated = wavlm and cfg.gated_relative_position
-    if wavlm:
-        pairs.append(("encoder.relative_position.embedding.weight", "encoder.transformer.layers.0.attention.rel_attn_embed.weight"))
-    for i in range(cfg.num_layers):
-        ours, theirs = f"encoder.layers.{i}.", f"encoder.transformer.layers.{i}."
-        attn = theirs + ("attention.attention." if wavlm else "attention.")
-        for p in ("weight", "bias"):
-            for proj in ("q_proj", "k_proj", "v_proj", "out_proj"):
-                pairs.append((f"{ours}attention.{proj}.{p}", f"{attn}{proj}.{p}"))
-            pairs.append((f"{ours}attention_norm.{p}", f"{theirs}layer_norm.{p}"))
-            pairs.append((f"{ours}feed_forward.fc1.{p}", f"{theirs}feed_forward.intermediate_dense.{p}"))
-            pairs.append((f"{ours}feed_forward.fc2.{p}", f"{theirs}feed_forward.output_dense.{p}"))
-            pairs.append((f"{ours}ffn_norm.{p}", f"{theirs}final_layer_norm.{p}"))
-            if gated:
-                pairs.append((f"{ours}attention.gate_proj.{p}", f"{theirs}attention.gru_rel_pos_linear.{p}"))
-        if gated:
-            pairs.append((f"{ours}attention.gate_const", f"{theirs}attention.gru_rel_pos_const"))
-    return pairs
+    names = TORCHAUDIO_NAMES
+    if cfg.relative_position_buckets:  # WavLM wraps an nn.MultiheadAttention one level down
+        names = replace(names, attention="attention.attention.{proj}.{p}")
+    return name_pairs(cfg, names)
 
 
 def _split_in_proj(state: dict[str, Tensor]) -> None:
