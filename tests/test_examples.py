@@ -76,3 +76,19 @@ def test_egs_mini_run_sh(mini_corpus, tmp_path):
     assert help_.returncode == 0 and "--stop_stage (100)" in help_.stdout
     bad = subprocess.run([str(ROOT / "egs/mini/run.sh"), "--stag", "1"], capture_output=True, text=True, env=env)
     assert bad.returncode == 2 and "unknown option --stag" in bad.stderr
+
+
+def test_convert_examples_run(tmp_path, monkeypatch, capsys):
+    """The Hugging Face examples of `speechssl convert --help` (the fairseq and torchaudio ones need
+    checkpoints from elsewhere; their converters have their own tests)."""
+    transformers = pytest.importorskip("transformers")
+    monkeypatch.chdir(tmp_path)
+    tiny = dict(hidden_size=32, num_hidden_layers=2, num_attention_heads=4, intermediate_size=64, conv_dim=[32, 32, 32],
+                conv_kernel=[10, 8, 8], conv_stride=[5, 8, 8], num_conv_pos_embeddings=16, num_conv_pos_embedding_groups=4)  # fmt: skip
+    transformers.HubertModel(transformers.HubertConfig(**tiny)).save_pretrained(tmp_path / "exp" / "hf_hubert")
+    lines = [line for line in help_examples("convert") if "--from hf" in line or "--from speechssl" in line]
+    assert len(lines) == 2
+    for line in lines:
+        assert main(shlex.split(line)[1:]) == 0, line
+    back = transformers.AutoModel.from_pretrained(tmp_path / "exp" / "hubert_hf")
+    assert type(back).__name__ == "HubertModel"
