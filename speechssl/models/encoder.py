@@ -176,10 +176,18 @@ class SSLEncoder(nn.Module):
         and ``last_hidden_state`` (transformers' ``last_hidden_state``: for pre-LN models the last
         layer after the final LayerNorm). Frames past an item's length hold unspecified values.
         """
+        if wavs.dim() != 2:
+            raise ValueError(f"expected waveforms of shape (batch, samples), found {tuple(wavs.shape)}")
         if wav_lens is not None:
             wav_lens = wav_lens.to(device=wavs.device, dtype=torch.long)
             if (wav_lens > wavs.shape[1]).any() or (wav_lens < 1).any():
                 raise ValueError(f"wav_lens must be within 1..{wavs.shape[1]}, found {wav_lens.tolist()}")
+        shortest = int(wav_lens.min()) if wav_lens is not None else wavs.shape[1]
+        if int(self.output_lengths(torch.tensor([shortest]))[0]) < 1:
+            raise ValueError(
+                f"an input of {shortest} samples is shorter than the front end's receptive field: it gives no frames"
+            )
+        if wav_lens is not None:
             if bool((wav_lens == wavs.shape[1]).all()):
                 wav_lens = None  # nothing is padded: skip the masks
         if self.config.normalize_waveform:
