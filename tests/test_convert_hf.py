@@ -133,3 +133,16 @@ def test_mismatched_or_broken_folders(tmp_path):
         encoder_from_hf(tmp_path / "m")
     with pytest.raises(FileNotFoundError, match="no config.json"):
         encoder_from_hf(tmp_path / "empty")
+
+
+def test_do_normalize_travels_with_the_folder(tmp_path):
+    from speechssl.models import build_encoder, preset
+
+    for normalize in (True, False):
+        encoder = build_encoder(preset("tiny_wav2vec2", normalize_waveform=normalize, extractor_mode="layer_norm", pre_norm=True))
+        encoder_to_hf(encoder, tmp_path / str(normalize))
+        prep = json.loads((tmp_path / str(normalize) / "preprocessor_config.json").read_text())
+        assert prep["do_normalize"] is normalize and prep["return_attention_mask"] is True
+        assert encoder_from_hf(tmp_path / str(normalize)).config.normalize_waveform is normalize
+        fe = transformers.AutoFeatureExtractor.from_pretrained(tmp_path / str(normalize))
+        assert fe.do_normalize is normalize and fe.sampling_rate == 16000

@@ -147,3 +147,19 @@ def test_waveform_normalisation_matches_fairseq_and_ignores_padding():
         batch = model.extract_features(wavs, lens)
         alone = model.extract_features(wavs[2:, :1200])
     torch.testing.assert_close(batch.hidden_states[-1][2, : alone.lengths[0]], alone.hidden_states[-1][0], atol=1e-5, rtol=1e-4)
+
+
+@pytest.mark.parametrize("name", ["tiny_hubert", "tiny_wavlm"])
+def test_bf16_autocast_stays_close_to_fp32(name):
+    """The mixed-precision path (CPU autocast here; GPU autocast runs the same modules)."""
+    model = _perturbed(name, pre_norm=True, extractor_mode="layer_norm")
+    wavs, lens = torch.randn(2, 16000), torch.tensor([16000, 11000])
+    with torch.no_grad():
+        ref = model.extract_features(wavs, lens)
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            low = model.extract_features(wavs, lens)
+    assert torch.equal(ref.lengths, low.lengths)
+    for a, b in zip(ref.hidden_states, low.hidden_states):
+        for i, n in enumerate(ref.lengths.tolist()):
+            err = (b[i, :n].float() - a[i, :n]).norm() / a[i, :n].norm()
+            assert torch.isfinite(b[i, :n]).all() and err < 0.05, float(err)

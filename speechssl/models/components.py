@@ -213,6 +213,15 @@ class ConvPositionalEmbedding(nn.Module):
         return self.weight_g * self.weight_v / self.weight_v.norm(dim=(0, 1), keepdim=True)
 
     def forward(self, x: Tensor) -> Tensor:  # x: (B, T, C), padded frames already zero
+        if x.device.type == "cpu" and torch.is_autocast_enabled("cpu"):
+            # torch 2.11's CPU bf16 grouped conv1d is wrong for some shapes (e.g. 32 channels, 4
+            # groups, kernel 16: ~50% relative error against float64; right at 768/16/128), so on
+            # CPU this conv stays fp32 under autocast
+            with torch.autocast("cpu", enabled=False):
+                return self._forward(x.float())
+        return self._forward(x)
+
+    def _forward(self, x: Tensor) -> Tensor:
         y = F.conv1d(x.transpose(1, 2), self.weight(), self.bias, padding=self.kernel // 2, groups=self.groups)
         if self.kernel % 2 == 0:  # an even kernel with symmetric padding gives one frame too many
             y = y[..., :-1]
