@@ -19,6 +19,10 @@ VERBS: dict[str, tuple[str, str]] = {
     "fairseq-export": ("fairseq_export", "write a manifest (and labels) as fairseq .tsv (and .km) files"),
     "fairseq-import": ("fairseq_import", "read fairseq .tsv (and .km) files into a manifest (and a label file)"),
     "convert": ("convert", "convert encoder checkpoints: Hugging Face, fairseq, torchaudio <-> speechssl, to Hugging Face"),
+    "features": ("features", "compute MFCC or encoder-layer features of a manifest and write them to disk (shardable)"),
+    "kmeans": ("kmeans", "k-means on frame features: 'fit' a model (faiss, streamed sample), 'label' every split"),
+    "label-quality": ("label_quality", "phone purity, cluster purity, PNMI and unit usage of frame labels"),
+    "topics": ("topics", "HuBERTopic topic labels: 'fit' an LDA over unit documents, 'label' utterances, 'analyze'"),
 }
 
 

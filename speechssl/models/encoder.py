@@ -106,10 +106,15 @@ class TransformerEncoder(nn.Module):
             for _ in range(cfg.num_layers)
         )
 
-    def forward(self, x: Tensor, lengths: Tensor | None = None) -> tuple[list[Tensor], Tensor]:
+    def forward(
+        self, x: Tensor, lengths: Tensor | None = None, output_layer: int | None = None
+    ) -> tuple[list[Tensor], Tensor]:
         """x: (B, T, C). Returns the num_layers + 1 hidden states as transformers (>= 5) lists them,
         the input of the first layer and every layer's output, and the encoder output: for pre-LN
-        models the last layer's output after the final LayerNorm (which the list does not hold)."""
+        models the last layer's output after the final LayerNorm (which the list does not hold).
+
+        With ``output_layer=L`` only the first L layers run: L + 1 states, and the output is the
+        last of them (no final LayerNorm)."""
         key_padding = None
         if lengths is not None:
             key_padding = ~length_mask(lengths, x.shape[1])  # (B, T), True at padding
@@ -120,12 +125,15 @@ class TransformerEncoder(nn.Module):
         x = self.dropout(x)
         bias = self.relative_position(x.shape[1]) if self.relative_position is not None else None
         states = [x]
-        for layer in self.layers:
+        layers = self.layers if output_layer is None else self.layers[:output_layer]
+        for layer in layers:
             if self.training and self.layer_drop > 0 and torch.rand(()) < self.layer_drop:
                 states.append(x)
                 continue
             x = layer(x, key_padding, bias)
             states.append(x)
+        if output_layer is not None:
+            return states, x
         return states, (self.layer_norm(x) if self.pre_norm else x)
 
 
@@ -168,14 +176,21 @@ class SSLEncoder(nn.Module):
             lengths = torch.full((wavs.shape[0],), feats.shape[1], dtype=torch.long, device=wavs.device)
         return self.feature_projection(feats), lengths
 
-    def extract_features(self, wavs: Tensor, wav_lens: Tensor | None = None) -> EncoderOutput:
+    def extract_features(
+        self, wavs: Tensor, wav_lens: Tensor | None = None, output_layer: int | None = None
+    ) -> EncoderOutput:
         """``wavs``: float waveforms (B, S) at 16 kHz; ``wav_lens``: valid samples per item (B,).
 
         Returns ``hidden_states`` (num_layers + 1 tensors (B, T, C): the first layer's input, then
         each layer's output, as transformers' ``output_hidden_states=True``), ``lengths`` in frames,
         and ``last_hidden_state`` (transformers' ``last_hidden_state``: for pre-LN models the last
         layer after the final LayerNorm). Frames past an item's length hold unspecified values.
+
+        ``output_layer=L`` (0..num_layers) stops after layer L: ``hidden_states`` then holds the
+        first L + 1 entries of the full list (the same values) and ``last_hidden_state`` is the last.
         """
+        if output_layer is not None and not 0 <= output_layer <= self.num_layers:
+            raise ValueError(f"output_layer must be within 0..{self.num_layers}, got {output_layer}")
         if wavs.dim() != 2:
             raise ValueError(f"expected waveforms of shape (batch, samples), found {tuple(wavs.shape)}")
         if wav_lens is not None:
@@ -193,7 +208,7 @@ class SSLEncoder(nn.Module):
         if self.config.normalize_waveform:
             wavs = normalize_waveforms(wavs, wav_lens)
         x, lengths = self.frontend(wavs, wav_lens)
-        states, last = self.encoder(x, lengths if wav_lens is not None else None)
+        states, last = self.encoder(x, lengths if wav_lens is not None else None, output_layer)
         return EncoderOutput(states, lengths, last)
 
     def forward(self, wavs: Tensor, wav_lens: Tensor | None = None) -> EncoderOutput:
