@@ -92,3 +92,28 @@ def test_convert_examples_run(tmp_path, monkeypatch, capsys):
         assert main(shlex.split(line)[1:]) == 0, line
     back = transformers.AutoModel.from_pretrained(tmp_path / "exp" / "hubert_hf")
     assert type(back).__name__ == "HubertModel"
+
+
+def test_label_pipeline_examples_run(workdir, capsys):
+    """The examples of features, kmeans, label-quality and topics, in pipeline order, on the tiny corpus."""
+    import torch
+
+    from speechssl.checkpoint import save_encoder
+    from speechssl.models import build_encoder, preset
+
+    torch.manual_seed(0)
+    save_encoder(build_encoder(preset("tiny_hubert")), workdir / "exp" / "tiny_hubert.safetensors")
+    for verb in ("features", "kmeans", "label-quality", "topics"):
+        lines = help_examples(verb)
+        assert lines, verb
+        for line in lines:
+            argv = shlex.split(line)
+            assert argv[:2] == ["speechssl", verb]
+            assert main(argv[1:]) == 0, line
+    out = capsys.readouterr().out
+    assert "PNMI" in out
+    labels = workdir / "exp" / "labels" / "mfcc_km100"
+    assert (labels / "labels.json").is_file() and (labels / "train.km").is_file() and (labels / "dict.km.txt").is_file()
+    assert (workdir / "exp" / "feats" / "mfcc_sharded" / "train" / "shard-2-of-2.json").is_file()
+    assert (workdir / "exp" / "feats" / "tiny_hubert_l1" / "dev" / "shard-1-of-1.json").is_file()
+    assert (workdir / "exp" / "topics" / "mfcc_km100_t4" / "topics.json").is_file()

@@ -164,3 +164,23 @@ def test_unreadable_audio_is_reported_and_skipped(tmp_path, capsys):
     assert "u1.wav" in capsys.readouterr().err
     assert not (tmp_path / "g" / "x" / "shard-1-of-1.json").exists()
     assert not list((tmp_path / "g" / "x").glob("shard-1-of-1.bin"))
+
+
+def test_hugging_face_folder_encoder_gives_the_same_features_and_fingerprint(tmp_path, mini_corpus):
+    transformers = pytest.importorskip("transformers")
+    from speechssl.convert.hf import encoder_from_hf
+    from speechssl.features.build import build_extractor
+
+    tiny = dict(hidden_size=32, num_hidden_layers=2, num_attention_heads=4, intermediate_size=64, conv_dim=[32, 32, 32],
+                conv_kernel=[10, 8, 8], conv_stride=[5, 8, 8], num_conv_pos_embeddings=16, num_conv_pos_embedding_groups=4)  # fmt: skip
+    torch.manual_seed(0)
+    transformers.HubertModel(transformers.HubertConfig(**tiny)).save_pretrained(tmp_path / "hf")
+    save_encoder(encoder_from_hf(tmp_path / "hf"), tmp_path / "ours.safetensors")
+    a = build_extractor("layer", encoder=tmp_path / "hf", layer=1, device="cpu")
+    b = build_extractor("layer", encoder=tmp_path / "ours.safetensors", layer=1, device="cpu")
+    assert a.spec.encoder == b.spec.encoder and a.spec.mismatch(b.spec) is None  # the path does not matter
+    wav = _wav(0.5)[None]
+    torch.testing.assert_close(a(wav, torch.tensor([wav.shape[1]]))[0], b(wav, torch.tensor([wav.shape[1]]))[0])
+    with pytest.raises(ValueError, match="fairseq checkpoint, which is a pickle"):
+        (tmp_path / "x.pt").write_bytes(b"not read")
+        build_extractor("layer", encoder=tmp_path / "x.pt", layer=1)

@@ -39,8 +39,10 @@ def get_parser():
     fit.add_argument("--clusters", "-k", type=positive_int, default=100, help="number of clusters (default: 100)")
     fit.add_argument("--max-frames", type=positive_int, default=1_000_000, help="frames in the fit sample, the memory bound (default: 1000000)")
     fit.add_argument("--percent", type=positive_float, default=None, help="sample this %% of the frames instead (still at most --max-frames)")
-    fit.add_argument("--iterations", type=positive_int, default=100, help="Lloyd iterations at most (default: 100)")
+    fit.add_argument("--iterations", type=positive_int, default=100, help="Lloyd iterations at most on the subset (default: 100)")
     fit.add_argument("--tolerance", type=float, default=1e-4, help="stop when an iteration improves the objective by less than this fraction (default: 1e-4)")
+    fit.add_argument("--points-per-centroid", type=positive_int, default=256, help="the first iterations run on this many sampled frames per cluster (default: 256)")
+    fit.add_argument("--refine-iterations", type=int, default=20, help="then at most this many on the whole sample, 0 for none (default: 20)")
     fit.add_argument("--redo", type=positive_int, default=1, help="independent runs, best kept (default: 1)")
     fit.add_argument("--init", choices=("kmeans++", "afk-mc2", "random"), default="kmeans++", help="initialisation (default: kmeans++)")
     fit.add_argument("--seed", type=int, default=0, help="sampling and initialisation seed (default: 0)")
@@ -56,6 +58,7 @@ def get_parser():
     lab.add_argument("--fairseq", action="store_true", help="also write <split>.km (manifest order) and a checked dict.km.txt")
     g = lab.add_argument_group("computing features (the model says which; these say how)")
     g.add_argument("--encoder", default=None, help="where the model's encoder is now, if it moved (its weights must be the same)")
+    g.add_argument("--allow-pickle", action="store_true", help="the encoder may be a fairseq checkpoint (a pickle: only files you trust)")
     g.add_argument("--device", default="auto", help="auto (GPU when present), cpu or cuda[:N] (default: auto)")
     g.add_argument("--dtype", choices=("float32", "bf16", "fp16"), default="float32", help="encoder compute precision (default: float32)")
     g.add_argument("--max-duration", type=positive_float, default=200.0, help="seconds of audio per batch (default: 200)")
@@ -76,6 +79,8 @@ def _fit(args: argparse.Namespace) -> int:
         percent=args.percent,
         iterations=args.iterations,
         tolerance=args.tolerance,
+        points_per_centroid=args.points_per_centroid,
+        refine_iterations=args.refine_iterations,
         redo=args.redo,
         init=args.init,
         seed=args.seed,
@@ -118,7 +123,7 @@ def _label(args: argparse.Namespace) -> int:
     model = KMeansModel.load(args.model)
     extractor = None
     if not is_feature_dump(args.data):
-        extractor = extractor_for_spec(model.spec, encoder=args.encoder, device=args.device, dtype=args.dtype)
+        extractor = extractor_for_spec(model.spec, encoder=args.encoder, device=args.device, dtype=args.dtype, allow_pickle=args.allow_pickle)
         model.check_features(extractor.spec, f"--encoder {args.encoder or model.spec.encoder_path}")
     splits = args.splits.split(",") if args.splits else None
     sources = open_sources(

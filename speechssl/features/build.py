@@ -22,9 +22,17 @@ from speechssl.features.stream import (
 DTYPES = {"float32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
 
 
-def build_extractor(kind: str, *, encoder: str | os.PathLike | None = None, layer: int | None = None, device: str = "auto", dtype: str = "float32"):
-    """``kind="mfcc"``, or ``kind="layer"`` with an encoder path (anything ``load_encoder`` accepts)
-    and a layer."""
+def build_extractor(
+    kind: str,
+    *,
+    encoder: str | os.PathLike | None = None,
+    layer: int | None = None,
+    device: str = "auto",
+    dtype: str = "float32",
+    allow_pickle: bool = False,
+):
+    """``kind="mfcc"``, or ``kind="layer"`` with an encoder path (anything ``load_encoder`` accepts;
+    a fairseq checkpoint only with ``allow_pickle=True``) and a layer."""
     if kind == "mfcc":
         if encoder is not None or layer is not None:
             raise ValueError("MFCC features take no encoder or layer (use --kind layer with --encoder and --layer)")
@@ -38,11 +46,13 @@ def build_extractor(kind: str, *, encoder: str | os.PathLike | None = None, laye
     from speechssl import load_encoder
     from speechssl.features.layer import LayerExtractor
 
-    model = load_encoder(encoder).to(resolve_device(device))
+    model = load_encoder(encoder, allow_pickle=allow_pickle).to(resolve_device(device))
     return LayerExtractor(model, layer, encoder_path=encoder, dtype=DTYPES[dtype])
 
 
-def extractor_for_spec(spec: FeatureSpec, *, encoder: str | os.PathLike | None = None, device: str = "auto", dtype: str = "float32"):
+def extractor_for_spec(
+    spec: FeatureSpec, *, encoder: str | os.PathLike | None = None, device: str = "auto", dtype: str = "float32", allow_pickle: bool = False
+):
     """The extractor that computes ``spec``'s features (the encoder from ``encoder`` or, by default,
     from where the spec says it was loaded). The caller checks the fingerprint of what it got."""
     if spec.kind == "mfcc":
@@ -52,7 +62,7 @@ def extractor_for_spec(spec: FeatureSpec, *, encoder: str | os.PathLike | None =
         raise ValueError("these features came from an encoder whose path was not recorded: pass --encoder")
     if not Path(path).exists():
         raise FileNotFoundError(f"{path}: the encoder these features came from is not there any more: pass --encoder")
-    return build_extractor("layer", encoder=path, layer=spec.layer, device=device, dtype=dtype)
+    return build_extractor("layer", encoder=path, layer=spec.layer, device=device, dtype=dtype, allow_pickle=allow_pickle)
 
 
 def open_sources(

@@ -39,11 +39,14 @@ class KMeansConfig:
     clusters: int = 100  # k (fairseq's n_clusters): 100 on MFCC, 500 on layer features in HuBERT
     max_frames: int = 1_000_000  # frames in the fit sample (the memory bound: max_frames x dim floats)
     percent: Optional[float] = None  # sample this % of the corpus's frames instead (still at most max_frames)
-    iterations: int = 100  # Lloyd iterations at most (faiss niter); stops early at convergence
+    iterations: int = 100  # Lloyd iterations at most on the subset (faiss niter); stops early at convergence
     tolerance: float = 1e-4  # stop when an iteration improves the objective by less than this fraction
+    points_per_centroid: int = 256  # the first iterations run on this many sampled frames per cluster (faiss's default)
+    refine_iterations: int = 20  # then at most this many on the whole sample (0: none)
+    refine_tolerance: float = 1e-3  # ... stopping at this relative improvement
     redo: int = 1  # independent runs, the best objective kept (faiss nredo)
     init: Literal["kmeans++", "afk-mc2", "random"] = "kmeans++"  # initial centroids (kmeans++ is the greedy variant)
-    init_frames: int = 50_000  # k-means++ runs on a random subset of the sample of at most this many frames
+    init_frames: Optional[int] = None  # k-means++ runs on a random subset of this many sampled frames (None: 20 per cluster, 10k-50k)
     seed: int = 0  # sampling and initialisation seed
 
     def __post_init__(self):
@@ -53,8 +56,10 @@ class KMeansConfig:
             raise ValueError(f"max_frames ({self.max_frames}) must be at least the number of clusters ({self.clusters})")
         if self.percent is not None and not 0 < self.percent <= 100:
             raise ValueError(f"percent must be in (0, 100], got {self.percent}")
-        if self.iterations < 1 or self.redo < 1:
+        if self.iterations < 1 or self.redo < 1 or self.points_per_centroid < 1 or self.refine_iterations < 0:
             raise ValueError("iterations and redo must be >= 1")
+        if self.init_frames is not None and self.init_frames < self.clusters:
+            raise ValueError(f"init_frames ({self.init_frames}) must be at least the number of clusters ({self.clusters})")
         if self.init not in _INIT_METHODS:
             raise ValueError(f"unknown init {self.init!r}; choose from {', '.join(_INIT_METHODS)}")
 
@@ -246,9 +251,33 @@ class KMeansModel:
         return from_dict(KMeansConfig, cfg) if cfg else None
 
 
+def _faiss_kmeans(d, k, iterations, tolerance, seed, points_per_centroid, gpu, verbose, init):
+    import faiss
+
+    return faiss.Kmeans(
+        d,
+        k,
+        niter=iterations,
+        seed=seed,
+        verbose=verbose,
+        gpu=gpu,
+        max_points_per_centroid=max(1, points_per_centroid),
+        min_points_per_centroid=1,
+        init_method=getattr(faiss, _INIT_METHODS[init]),  # ignored when init_centroids are given
+        early_stop_threshold=tolerance,
+    )
+
+
 def fit_kmeans(sample: np.ndarray, spec: FeatureSpec, cfg: KMeansConfig, *, gpu: bool = False, verbose: bool = False) -> KMeansModel:
-    """faiss k-means on ``sample`` (N, D): ``cfg.init`` start, Lloyd until ``cfg.tolerance`` or
-    ``cfg.iterations``, best of ``cfg.redo`` runs. Every sampled frame is used (no faiss subsampling)."""
+    """faiss k-means on ``sample`` (N, D), best of ``cfg.redo`` runs, each:
+
+    1. ``cfg.init`` start (greedy k-means++ on a random subset of the sample, by default);
+    2. Lloyd iterations on a random subset of ``cfg.points_per_centroid`` frames per cluster (faiss's
+       own subsampling and default) until ``cfg.tolerance`` or ``cfg.iterations``;
+    3. when the sample is larger than that subset, Lloyd iterations on every sampled frame from
+       there, until ``cfg.refine_tolerance`` or ``cfg.refine_iterations``: stage 2 lands near the
+       full-sample optimum, so these few expensive iterations finish the job.
+    """
     import faiss
 
     n, d = sample.shape
@@ -260,36 +289,35 @@ def fit_kmeans(sample: np.ndarray, spec: FeatureSpec, cfg: KMeansConfig, *, gpu:
         raise ValueError("the fit sample holds NaN or infinite feature values")
     faiss.omp_set_num_threads(torch.get_num_threads())
     x = np.ascontiguousarray(sample, dtype=np.float32)
+    coarse_frames = cfg.points_per_centroid * cfg.clusters
     best = None
     for run in range(cfg.redo):
         seed = cfg.seed + run
-        km = faiss.Kmeans(
-            d,
-            cfg.clusters,
-            niter=cfg.iterations,
-            seed=seed,
-            verbose=verbose,
-            gpu=gpu,
-            max_points_per_centroid=max(1, math.ceil(n / cfg.clusters)),  # use every sampled frame
-            min_points_per_centroid=1,
-            init_method=getattr(faiss, _INIT_METHODS[cfg.init]),
-            early_stop_threshold=cfg.tolerance,
-        )
         init = None
         if cfg.init == "kmeans++":
             rng = np.random.default_rng(seed)
-            subset = x if n <= cfg.init_frames else x[np.sort(rng.choice(n, cfg.init_frames, replace=False))]
+            m = cfg.init_frames or min(50_000, max(10_000, 20 * cfg.clusters))
+            subset = x if n <= m else x[np.sort(rng.choice(n, m, replace=False))]
             init = greedy_kmeans_pp(torch.from_numpy(subset), cfg.clusters, seed=seed).numpy()
-        km.train(x, init_centroids=init)
-        objective = float(km.obj[-1]) if len(km.obj) else float("inf")
-        log.debug("k-means run %d: %d iterations, objective %.6g", run, len(km.obj), objective)
+        # stage 1: Lloyd on a random subset of points_per_centroid frames per cluster (faiss subsamples)
+        coarse = _faiss_kmeans(d, cfg.clusters, cfg.iterations, cfg.tolerance, seed, cfg.points_per_centroid, gpu, verbose, cfg.init)
+        coarse.train(x, init_centroids=init)
+        centroids, objective, iterations = coarse.centroids, float(coarse.obj[-1]), len(coarse.obj)
+        if n > coarse_frames:
+            if cfg.refine_iterations:  # stage 2: Lloyd on every sampled frame, from stage 1's centroids
+                fine = _faiss_kmeans(d, cfg.clusters, cfg.refine_iterations, cfg.refine_tolerance, seed, math.ceil(n / cfg.clusters), gpu, verbose, "random")
+                fine.train(x, init_centroids=np.ascontiguousarray(centroids))
+                centroids, objective, iterations = fine.centroids, float(fine.obj[-1]), iterations + len(fine.obj)
+            else:  # stage 1's objective is over its subset: measure the whole sample
+                objective = KMeansModel(torch.from_numpy(np.array(centroids)), spec).inertia(torch.from_numpy(x))
+        log.debug("k-means run %d: %d iterations, objective %.6g", run, iterations, objective)
         if best is None or objective < best[0]:
-            best = (objective, np.array(km.centroids, dtype=np.float32), len(km.obj))
+            best = (objective, np.array(centroids, dtype=np.float32), iterations)
     objective, centroids, iterations = best
     info = {
         "config": to_dict(cfg),
         "sample_frames": int(n),
         "iterations_run": int(iterations),
-        "sample_inertia_per_frame": objective / n,
+        "sample_inertia_per_frame": objective / n,  # of the last assignment of the sample
     }
     return KMeansModel(torch.from_numpy(centroids), spec, info)
