@@ -184,3 +184,18 @@ def test_hugging_face_folder_encoder_gives_the_same_features_and_fingerprint(tmp
     with pytest.raises(ValueError, match="fairseq checkpoint, which is a pickle"):
         (tmp_path / "x.pt").write_bytes(b"not read")
         build_extractor("layer", encoder=tmp_path / "x.pt", layer=1)
+
+
+@pytest.mark.gpu
+def test_gpu_features_match_cpu(mini_corpus):
+    if not torch.cuda.is_available():
+        pytest.skip("no CUDA GPU")
+    wav = _wav(1.3)[None]
+    lens = torch.tensor([wav.shape[1]])
+    torch.testing.assert_close(MfccExtractor("cuda")(wav, lens)[0].cpu(), MfccExtractor()(wav, lens)[0], atol=1e-3, rtol=1e-3)
+    torch.manual_seed(0)
+    enc = build_encoder(preset("tiny_hubert")).eval()
+    cpu = LayerExtractor(enc, 2)(wav, lens)[0]
+    gpu = LayerExtractor(enc.cuda(), 2, dtype=torch.bfloat16)(wav, lens)[0]
+    assert gpu.dtype == torch.float32 and gpu.device.type == "cuda"
+    assert torch.nn.functional.cosine_similarity(gpu.cpu(), cpu, dim=-1).min() > 0.99

@@ -240,3 +240,14 @@ def test_cli_layer_features_from_a_dump_and_a_moved_or_different_encoder(mini_co
     assert "kind differs" in capsys.readouterr().err
     meta = json.loads((tmp_path / "a" / "labels.json").read_text())
     assert meta["feature"]["layer"] == 2 and meta["frame_rate"] == 50.0
+
+
+@pytest.mark.gpu
+def test_gpu_assign_equals_cpu():
+    if not torch.cuda.is_available():
+        pytest.skip("no CUDA GPU")
+    x, _, _ = _blobs(5000, 16, 10, seed=4, spread=0.5)
+    model = fit_kmeans(x, FeatureSpec(kind="mfcc", dim=16, frame_rate=100.0), KMeansConfig(clusters=10))
+    cpu = model.assign(torch.from_numpy(x))
+    gpu = model.assign(torch.from_numpy(x).cuda())
+    assert gpu.device.type == "cuda" and (gpu.cpu() == cpu).float().mean() > 0.999

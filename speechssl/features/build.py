@@ -36,7 +36,7 @@ def build_extractor(
     if kind == "mfcc":
         if encoder is not None or layer is not None:
             raise ValueError("MFCC features take no encoder or layer (use --kind layer with --encoder and --layer)")
-        return MfccExtractor()
+        return MfccExtractor(resolve_device(device))
     if kind != "layer":
         raise ValueError(f"unknown feature kind {kind!r}; expected 'mfcc' or 'layer'")
     if encoder is None or layer is None:
@@ -56,7 +56,7 @@ def extractor_for_spec(
     """The extractor that computes ``spec``'s features (the encoder from ``encoder`` or, by default,
     from where the spec says it was loaded). The caller checks the fingerprint of what it got."""
     if spec.kind == "mfcc":
-        return MfccExtractor()
+        return MfccExtractor(resolve_device(device))
     path = encoder or spec.encoder_path
     if path is None:
         raise ValueError("these features came from an encoder whose path was not recorded: pass --encoder")

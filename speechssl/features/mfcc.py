@@ -45,12 +45,14 @@ class MfccExtractor:
     """Batched MFCC: a padded batch ``(B, S)`` with lengths -> one ``(T_i, 39)`` tensor per item.
 
     Each item is computed on its valid samples only, so padding never changes an item's features.
-    Runs on the device of the input (CPU or GPU)."""
+    Runs on ``device`` (CPU or GPU); the features stay there (nearest-centroid search follows)."""
 
-    def __init__(self):
+    def __init__(self, device: torch.device | str = "cpu"):
         self.spec = mfcc_spec()
+        self.device = torch.device(device)
 
     def __call__(self, wavs: Tensor, wav_lens: Tensor) -> list[Tensor]:
+        wavs = wavs.to(self.device, non_blocking=True)
         if wavs.device.type != "cpu":
             return [mfcc_39(wavs[i, : int(n)]) for i, n in enumerate(wav_lens.tolist())]
         # one utterance's ops are far too small to split across threads: on CPU, several threads make
