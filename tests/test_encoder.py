@@ -124,6 +124,24 @@ def test_inference_front_end_equals_the_training_path(variant):
         torch.testing.assert_close(got[i, :n], ref[i, :n], atol=1e-4, rtol=1e-4)
 
 
+@pytest.mark.parametrize("block", [7, 64, 10_000])
+def test_blocked_front_end_equals_the_training_path_at_any_block_size(block, monkeypatch):
+    """The first conv layers run blockwise over time in inference; ragged last blocks included."""
+    from speechssl.models.components import ConvFeatureExtractor
+
+    monkeypatch.setattr(ConvFeatureExtractor, "BLOCK_FRAMES", block)
+    model = _perturbed("tiny_hubert", conv_layers=[(40, 10, 5), (40, 3, 2), (40, 3, 2), (40, 3, 2), (40, 2, 2), (40, 2, 2)])
+    wavs, lens = torch.randn(2, 16000), torch.tensor([16000, 9001])
+    with torch.enable_grad():
+        ref, ref_lens = model.feature_extractor(wavs, lens)
+    with torch.no_grad():
+        got, got_lens = model.feature_extractor(wavs, lens)
+    assert torch.equal(ref_lens, got_lens)
+    for i in range(2):
+        n = int(ref_lens[i])
+        torch.testing.assert_close(got[i, :n], ref[i, :n], atol=1e-4, rtol=1e-4)
+
+
 def test_training_path_has_gradients():
     model = build_encoder(preset("tiny_wavlm")).train()
     out = model.extract_features(torch.randn(2, 8000), torch.tensor([8000, 6000]))

@@ -113,6 +113,9 @@ class ConvFeatureExtractor(nn.Module):
             x, lengths = block(x, lengths)
         return x.transpose(1, 2), lengths  # (B, C, T) -> (B, T, C)
 
+    FUSED_LAYERS = 3  # conv layers after the first computed blockwise with it (inference on CPU)
+    BLOCK_FRAMES = 512  # output frames of the last fused layer per block (its inputs stay in cache)
+
     @torch.no_grad()
     def _forward_gemm(self, wavs: Tensor, lengths: Tensor | None) -> tuple[Tensor, Tensor | None]:
         """The same function for inference on CPU, computed channels-last as one GEMM per tap and
@@ -127,7 +130,8 @@ class ConvFeatureExtractor(nn.Module):
         frames = wavs.as_strided((B, T, kernel), (S, stride, 1))  # (B, T, K): frame t is wav[t*stride : t*stride+K]
         w = first.conv.weight[:, 0, :].t()  # (C, 1, K) -> (K, C)
         n_frames = conv_output_lengths(lengths, self.layer_specs[:1]) if lengths is not None else None
-        x = torch.empty(B, T, channels, dtype=wavs.dtype)
+        # the first layer as an affine map of the frames: x = frames @ w_b + shift_b
+        affine = []
         for b in range(B):
             if isinstance(first.norm, MaskedChannelNorm):
                 # GroupNorm(C, C) of a bias-free linear map of the frames: each channel's mean and
@@ -140,15 +144,26 @@ class ConvFeatureExtractor(nn.Module):
                 var = ((cov @ w64) * w64).sum(0)  # (C,): w_c^T cov w_c
                 scale = first.norm.weight.double() * torch.rsqrt(var + first.norm.eps)
                 shift = first.norm.bias.double() - (mean @ w64) * scale  # the conv bias cancels out
-                torch.addmm(shift.float(), frames[b], (w64 * scale).float(), out=x[b])
-            elif first.conv.bias is not None:
-                torch.addmm(first.conv.bias, frames[b], w, out=x[b])
+                affine.append(((w64 * scale).float(), shift.float()))
             else:
-                torch.mm(frames[b], w, out=x[b])
-        if isinstance(first.norm, ConvLayerNorm):
-            x = F.layer_norm(x, (channels,), first.norm.weight, first.norm.bias, first.norm.eps)
-        x = _gelu_(x)
-        for block, (channels, kernel, stride) in zip(self.layers[1:], self.layer_specs[1:]):
+                affine.append((w, first.conv.bias))
+        specs = list(zip(self.layers[1:], self.layer_specs[1:]))
+        fused = []
+        while isinstance(first.norm, MaskedChannelNorm) and specs and specs[0][0].norm is None and len(fused) < self.FUSED_LAYERS:
+            fused.append(specs.pop(0))
+        if fused:
+            # layer 1 and the next ones, a cache-sized block of time at a time
+            x = self._first_layers_blocked(frames, affine, fused)
+        else:
+            x = torch.empty(B, T, channels, dtype=wavs.dtype)
+            for b, (wb, shift) in enumerate(affine):
+                torch.mm(frames[b], wb, out=x[b])
+                if shift is not None:
+                    x[b].add_(shift)
+            if isinstance(first.norm, ConvLayerNorm):
+                x = F.layer_norm(x, (channels,), first.norm.weight, first.norm.bias, first.norm.eps)
+            x = _gelu_(x)
+        for block, (channels, kernel, stride) in specs:
             T_in = x.shape[1]
             T = (T_in - kernel) // stride + 1
             taps = [block.conv.weight[:, :, j].t().contiguous() for j in range(kernel)]  # (C_out, C_in, K) -> K x (C_in, C_out)
@@ -170,6 +185,50 @@ class ConvFeatureExtractor(nn.Module):
         if lengths is not None:
             lengths = conv_output_lengths(lengths, self.layer_specs)
         return x, lengths
+
+
+    def _first_layers_blocked(self, frames: Tensor, affine, layers) -> Tensor:
+        """Layer 1 (an affine map of the frames, its norm folded in, then GELU) and ``layers`` (bias-
+        free or biased convs without norm, each then GELU), computed ``chunk`` output frames of the
+        last of them at a time: the intermediate activations (the largest tensors of the whole model)
+        only ever exist one cache-sized block at a time. frames: (B, T1, K1) -> (B, T, C)."""
+        B, T1, _ = frames.shape
+        chunk = self.BLOCK_FRAMES
+        sizes = [T1]
+        for _, (_, kernel, stride) in layers:
+            sizes.append((sizes[-1] - kernel) // stride + 1)
+        taps = [[blk.conv.weight[:, :, j].t().contiguous() for j in range(kernel)] for blk, (_, kernel, _) in layers]  # K x (C_in, C_out)
+        # frames of each level needed for one block of the last level (plus slack for the ragged end)
+        need = [chunk]
+        for _, (_, kernel, stride) in reversed(layers):
+            need.insert(0, stride * (need[0] - 1) + kernel)
+        bufs = [torch.empty(n, w.shape[1], dtype=frames.dtype) for n, w in zip(need[:-1], [affine[0][0]] + [t[0] for t in taps[:-1]])]
+        channels = layers[-1][1][0]
+        out = torch.empty(B, sizes[-1], channels, dtype=frames.dtype)
+        for b, (wb, shift) in enumerate(affine):
+            for o0 in range(0, sizes[-1], chunk):
+                ranges = [(o0, min(o0 + chunk, sizes[-1]))]  # frame ranges per level, from the last level down
+                for _, (_, kernel, stride) in reversed(layers):
+                    lo, hi = ranges[0]
+                    ranges.insert(0, (lo * stride, (hi - 1) * stride + kernel))
+                lo, hi = ranges[0]
+                h = bufs[0][: hi - lo]
+                torch.mm(frames[b, lo:hi], wb, out=h)
+                h.add_(shift)
+                _gelu_(h)
+                for i, (blk, (_, kernel, stride)) in enumerate(layers):
+                    lo, hi = ranges[i + 1]
+                    n = hi - lo
+                    dst = out[b, lo:hi] if i == len(layers) - 1 else bufs[i + 1][:n]
+                    span = stride * (n - 1) + 1  # h starts at input frame lo * stride
+                    if blk.conv.bias is not None:
+                        torch.addmm(blk.conv.bias, h[0:span:stride], taps[i][0], out=dst)
+                    else:
+                        torch.mm(h[0:span:stride], taps[i][0], out=dst)
+                    for j in range(1, kernel):
+                        dst.addmm_(h[j : j + span : stride], taps[i][j])
+                    h = _gelu_(dst)
+        return out
 
 
 def _gelu_(x: Tensor) -> Tensor:
@@ -308,7 +367,10 @@ class FeedForward(nn.Module):
         self.dropout = nn.Dropout(dropout)
 
     def forward(self, x: Tensor) -> Tensor:
-        return self.dropout(self.fc2(self.activation_dropout(F.gelu(self.fc1(x)))))
+        h = self.fc1(x)
+        # in inference, GELU in place: no second (B, T, 4C) tensor to allocate and fill
+        h = F.gelu(h) if h.requires_grad else _gelu_(h)
+        return self.dropout(self.fc2(self.activation_dropout(h)))
 
 
 class TransformerLayer(nn.Module):
