@@ -7,7 +7,7 @@ import json
 import logging
 from pathlib import Path
 
-from speechssl.cli.common import add_verbosity, make_parser, positive_float, setup_logging, user_errors
+from speechssl.cli.common import add_verbosity, make_parser, non_negative_int, positive_float, setup_logging, user_errors
 
 log = logging.getLogger("speechssl.features")
 
@@ -22,7 +22,7 @@ def add_compute_args(p: argparse.ArgumentParser, *, kind_required: bool = False)
     g.add_argument("--device", default="auto", help="auto (GPU when present), cpu or cuda[:N] (default: auto)")
     g.add_argument("--dtype", choices=("float32", "bf16", "fp16"), default="float32", help="encoder compute precision (autocast); features are stored as float32")
     g.add_argument("--max-duration", type=positive_float, default=200.0, help="seconds of audio per batch (default: 200)")
-    g.add_argument("--num-workers", type=int, default=0, help="audio decoding processes (default: 0, decode in the main process)")
+    g.add_argument("--num-workers", type=non_negative_int, default=0, help="audio decoding processes (default: 0, decode in the main process)")
     g.add_argument("--strict", action="store_true", help="fail on an unreadable recording instead of reporting and skipping it")
 
 

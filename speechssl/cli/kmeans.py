@@ -7,7 +7,7 @@ import logging
 import time
 from pathlib import Path
 
-from speechssl.cli.common import add_verbosity, make_parser, positive_float, positive_int, setup_logging, user_errors
+from speechssl.cli.common import add_verbosity, make_parser, non_negative_int, positive_float, positive_int, setup_logging, user_errors
 from speechssl.cli.features import add_compute_args, extractor_from_args
 
 log = logging.getLogger("speechssl.kmeans")
@@ -42,7 +42,7 @@ def get_parser():
     fit.add_argument("--iterations", type=positive_int, default=100, help="Lloyd iterations at most on the subset (default: 100)")
     fit.add_argument("--tolerance", type=float, default=1e-4, help="stop when an iteration improves the objective by less than this fraction (default: 1e-4)")
     fit.add_argument("--points-per-centroid", type=positive_int, default=256, help="the first iterations run on this many sampled frames per cluster (default: 256)")
-    fit.add_argument("--refine-iterations", type=int, default=20, help="then at most this many on the whole sample, 0 for none (default: 20)")
+    fit.add_argument("--refine-iterations", type=non_negative_int, default=20, help="then at most this many on the whole sample, 0 for none (default: 20)")
     fit.add_argument("--redo", type=positive_int, default=1, help="independent runs, best kept (default: 1)")
     fit.add_argument("--init", choices=("kmeans++", "afk-mc2", "random"), default="kmeans++", help="initialisation (default: kmeans++)")
     fit.add_argument("--seed", type=int, default=0, help="sampling and initialisation seed (default: 0)")
@@ -62,7 +62,7 @@ def get_parser():
     g.add_argument("--device", default="auto", help="auto (GPU when present), cpu or cuda[:N] (default: auto)")
     g.add_argument("--dtype", choices=("float32", "bf16", "fp16"), default="float32", help="encoder compute precision (default: float32)")
     g.add_argument("--max-duration", type=positive_float, default=200.0, help="seconds of audio per batch (default: 200)")
-    g.add_argument("--num-workers", type=int, default=0, help="audio decoding processes (default: 0)")
+    g.add_argument("--num-workers", type=non_negative_int, default=0, help="audio decoding processes (default: 0)")
     g.add_argument("--strict", action="store_true", help="fail on an unreadable recording instead of reporting and skipping it")
     add_verbosity(lab)
     return p

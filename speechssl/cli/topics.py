@@ -10,7 +10,7 @@ import json
 import sys
 from pathlib import Path
 
-from speechssl.cli.common import add_verbosity, make_parser, positive_float, positive_int, setup_logging, user_errors
+from speechssl.cli.common import add_verbosity, make_parser, non_negative_int, positive_float, positive_int, setup_logging, user_errors
 
 EXAMPLES = """speechssl topics fit --topics 4 exp/labels/mfcc_km100 exp/topics/mfcc_km100_t4.safetensors
 speechssl topics label --model exp/topics/mfcc_km100_t4.safetensors exp/labels/mfcc_km100 exp/topics/mfcc_km100_t4
@@ -25,16 +25,6 @@ def _sub(subparsers, name: str, help_: str, description: str, example: str) -> a
         epilog="Example:\n  " + example,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-
-
-def _non_negative_int(value: str) -> int:
-    try:
-        n = int(value)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {value!r}") from None
-    if n < 0:
-        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {n}")
-    return n
 
 
 def get_parser() -> argparse.ArgumentParser:
@@ -107,7 +97,7 @@ def get_parser() -> argparse.ArgumentParser:
     )
     fit.add_argument(
         "--max-fit-docs",
-        type=_non_negative_int,
+        type=non_negative_int,
         default=cfg.max_fit_docs,
         metavar="N",
         help=f"fit on a seeded sample of at most N documents, 0 for all (default: {cfg.max_fit_docs}); every document is labelled",
