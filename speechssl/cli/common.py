@@ -22,26 +22,21 @@ def make_parser(verb: str, description: str, examples: str) -> argparse.Argument
     )
 
 
-def positive_int(value: str) -> int:
-    """argparse type: an integer >= 1."""
-    try:
-        n = int(value)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {value!r}") from None
-    if n < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {n}")
-    return n
+def _int_at_least(minimum: int, what: str):
+    def parse(value: str) -> int:
+        try:
+            n = int(value)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected {what}, got {value!r}") from None
+        if n < minimum:
+            raise argparse.ArgumentTypeError(f"expected {what}, got {n}")
+        return n
+
+    return parse
 
 
-def non_negative_int(value: str) -> int:
-    """argparse type: an integer >= 0."""
-    try:
-        n = int(value)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {value!r}") from None
-    if n < 0:
-        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {n}")
-    return n
+positive_int = _int_at_least(1, "a positive integer")  # argparse type: an integer >= 1
+non_negative_int = _int_at_least(0, "an integer >= 0")  # argparse type: an integer >= 0
 
 
 def positive_float(value: str) -> float:
