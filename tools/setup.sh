@@ -22,8 +22,11 @@ for arg in "$@"; do
 done
 
 # 1. espeak-ng (binary and shared library; the mini corpus reads phoneme events through the library)
+# The library check is the dynamic loader itself (what speechssl.data.mini does), not `ldconfig -p`:
+# ldconfig lives in /sbin, which is not on every user's PATH.
 have_espeak() {
-  command -v espeak-ng >/dev/null 2>&1 && ldconfig -p 2>/dev/null | grep -q 'libespeak-ng\.so\.1'
+  command -v espeak-ng >/dev/null 2>&1 \
+    && "$python" -c 'import ctypes; ctypes.CDLL("libespeak-ng.so.1")' >/dev/null 2>&1
 }
 if ! have_espeak; then
   echo "setup.sh: espeak-ng is missing; installing it with apt-get"
