@@ -134,8 +134,9 @@ def test_cli_helpers_print_and_resolve(tmp_path, capsys):
 # every YAML under recipes/ loads into the dataclass its folder and name stand for
 def _recipe_schemas():
     from speechssl.data.mini import MiniCorpusConfig
+    from speechssl.pretrain.trainer import PretrainConfig
 
-    return {"data/mini*.yaml": MiniCorpusConfig}
+    return {"data/mini*.yaml": MiniCorpusConfig, "pretrain/*.yaml": PretrainConfig}
 
 
 def test_every_recipe_yaml_loads():
@@ -149,4 +150,8 @@ def test_every_recipe_yaml_loads():
         rel = path.relative_to(root).as_posix()
         matches = [cls for pattern, cls in schemas.items() if fnmatch.fnmatch(rel, pattern)]
         assert matches, f"recipes/{rel}: no schema registered for it in tests/test_config.py"
-        load_config(matches[0], path)
+        cfg = load_config(matches[0], path)
+        if matches[0].__name__ == "PretrainConfig":  # the encoder preset and its overrides resolve
+            from speechssl.pretrain.trainer import encoder_config_of
+
+            assert encoder_config_of(cfg).hidden_size > 0

@@ -22,6 +22,7 @@ VERBS: dict[str, tuple[str, str]] = {
     "features": ("features", "compute MFCC or encoder-layer features of a manifest and write them to disk (shardable)"),
     "kmeans": ("kmeans", "k-means on frame features: 'fit' a model (faiss, streamed sample), 'label' every split"),
     "label-quality": ("label_quality", "phone purity, cluster purity, PNMI and unit usage of frame labels"),
+    "pretrain": ("pretrain", "pretrain an encoder by masked unit prediction (HuBERT/WavLM, HuBERTopic topic loss; DDP via torchrun)"),
     "topics": ("topics", "HuBERTopic topic labels: 'fit' an LDA over unit documents, 'label' utterances, 'analyze'"),
 }
 

@@ -1,0 +1,1 @@
+"""Pretraining: masking, objectives, utterance mixing, the training loop."""
