@@ -30,6 +30,7 @@ def workdir(mini_corpus, tmp_path, monkeypatch):
     """A folder where data/mini is the tiny corpus, as after `egs/mini/run.sh --tiny true`."""
     (tmp_path / "data").mkdir()
     (tmp_path / "data" / "mini").symlink_to(mini_corpus)
+    (tmp_path / "recipes").symlink_to(Path(__file__).resolve().parents[1] / "recipes")  # examples run from the repo root
     monkeypatch.chdir(tmp_path)
     return tmp_path
 
@@ -95,7 +96,7 @@ def test_convert_examples_run(tmp_path, monkeypatch, capsys):
 
 
 def test_label_pipeline_examples_run(workdir, capsys):
-    """The examples of features, kmeans, label-quality and topics, in pipeline order, on the tiny corpus."""
+    """The examples of features, kmeans, label-quality, topics and pretrain, in pipeline order, on the tiny corpus."""
     import torch
 
     from speechssl.checkpoint import save_encoder
@@ -103,7 +104,7 @@ def test_label_pipeline_examples_run(workdir, capsys):
 
     torch.manual_seed(0)
     save_encoder(build_encoder(preset("tiny_hubert")), workdir / "exp" / "tiny_hubert.safetensors")
-    for verb in ("features", "kmeans", "label-quality", "topics"):
+    for verb in ("features", "kmeans", "label-quality", "topics", "pretrain"):
         lines = help_examples(verb)
         assert lines, verb
         for line in lines:
@@ -117,3 +118,5 @@ def test_label_pipeline_examples_run(workdir, capsys):
     assert (workdir / "exp" / "feats" / "mfcc_sharded" / "train" / "shard-2-of-2.json").is_file()
     assert (workdir / "exp" / "feats" / "tiny_hubert_l1" / "dev" / "shard-1-of-1.json").is_file()
     assert (workdir / "exp" / "topics" / "mfcc_km100_t4" / "topics.json").is_file()
+    for exp in ("tiny", "tiny_topic"):
+        assert (workdir / "exp" / "pretrain" / exp / "encoder.safetensors").is_file()

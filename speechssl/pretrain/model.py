@@ -85,8 +85,8 @@ class PretrainOutput:
     feature_penalty: Tensor  # mean square of the conv features (already a mean)
     masked_correct: list[Tensor]  # per label set: correctly predicted masked frames
     unmasked_correct: list[Tensor]
-    num_masked: int  # labelled masked frames
-    num_unmasked: int  # labelled unmasked frames
+    num_masked: Tensor  # labelled masked frames (a 0-dim tensor: reading it syncs with the device)
+    num_unmasked: Tensor  # labelled unmasked frames
     topic_loss: Optional[Tensor] = None  # CE summed over utterances
     topic_correct: Optional[Tensor] = None
     num_utterances: int = 0
@@ -193,27 +193,26 @@ class PretrainModel(nn.Module):
         masked_loss = last.new_zeros((), dtype=torch.float32)
         unmasked_loss = last.new_zeros((), dtype=torch.float32)
         masked_correct, unmasked_correct = [], []
+        # every frame is scored and the selections are weights, not indices: no data-dependent
+        # shapes, so no host-device sync (the head is a small part of the step either way)
+        m_w, u_w = masked_sel.float(), unmasked_sel.float()
         for head, emb, tgt in zip(heads, self.label_embeddings, targets):
-            for sel, weight, correct in ((masked_sel, cfg.masked_weight, masked_correct), (unmasked_sel, cfg.unmasked_weight, unmasked_correct)):
-                if weight == 0 and sel is unmasked_sel:
-                    correct.append(torch.zeros((), dtype=torch.long, device=x.device))
-                    continue
-                logits = self._logits(head[sel], emb)  # (N, K)
-                t = tgt[sel]
-                loss = F.cross_entropy(logits.float(), t, reduction="sum")
-                if sel is masked_sel:
-                    masked_loss = masked_loss + loss
-                else:
-                    unmasked_loss = unmasked_loss + loss
-                correct.append((logits.argmax(-1) == t).sum())
+            logits = self._logits(head, emb)  # (B, T, K)
+            ce = F.cross_entropy(logits.transpose(1, 2), tgt.masked_fill(~labelled, IGNORE), reduction="none")  # (B, K, T) -> (B, T)
+            hit = logits.argmax(-1) == tgt  # (B, T)
+            masked_loss = masked_loss + (ce * m_w).sum()
+            masked_correct.append((hit & masked_sel).sum())
+            if cfg.unmasked_weight > 0:
+                unmasked_loss = unmasked_loss + (ce * u_w).sum()
+            unmasked_correct.append((hit & unmasked_sel).sum())
         out = PretrainOutput(
             masked_loss=masked_loss,
             unmasked_loss=unmasked_loss,
             feature_penalty=penalty,
             masked_correct=masked_correct,
             unmasked_correct=unmasked_correct,
-            num_masked=int(masked_sel.sum()),
-            num_unmasked=int(unmasked_sel.sum()),
+            num_masked=masked_sel.sum(),
+            num_unmasked=unmasked_sel.sum(),
         )
         if need_states and topic_targets is not None:
             out.topic_loss, out.topic_correct = self._topic_loss(states, last, valid, mask, topic_targets)
@@ -221,8 +220,8 @@ class PretrainModel(nn.Module):
         return out
 
     def _logits(self, frames: Tensor, embeddings: Tensor) -> Tensor:
-        """Cosine similarity of each projected frame (N, D) with every unit embedding (K, D), over
-        the temperature: (N, K). (fairseq scores the target against sampled negatives; HuBERT's
+        """Cosine similarity of each projected frame (..., D) with every unit embedding (K, D), over
+        the temperature: (..., K). (fairseq scores the target against sampled negatives; HuBERT's
         negatives are all other units, which is exactly this full softmax.)"""
         frames = F.normalize(frames.float(), dim=-1)
         embeddings = F.normalize(embeddings.float(), dim=-1)

@@ -343,27 +343,19 @@ class Trainer:
             return contextlib.nullcontext()
         return torch.autocast(self.device.type, dtype=torch.bfloat16 if p == "bf16" else torch.float16)
 
-    def _prepare(self, batch: PretrainBatch, generator: torch.Generator, train: bool) -> tuple[PretrainBatch, torch.Tensor]:
-        """Mix (training only) and draw the mask; returns the batch on the device and its mask."""
+    def _prepare(self, batch: PretrainBatch, generator: torch.Generator, train: bool) -> tuple[PretrainBatch, torch.Tensor, torch.Tensor]:
+        """Mix (training only) and draw the mask on the CPU; returns the batch and mask on the device
+        and the batch's [masked, unmasked, utterances] label counts (CPU float64)."""
         if train and self.cfg.mixing.prob > 0:
             wavs, _ = mix_utterances(batch.wavs, batch.wav_lens, self.cfg.mixing, generator, self.noise)
             batch = dataclasses.replace(batch, wavs=wavs)
         T = batch.targets[0].shape[1]
         mask = span_mask(batch.frame_lens, T, self.cfg.masking, generator)
-        return batch.to(self.device), mask.to(self.device)
+        labelled = batch.targets[0] != IGNORE
+        counts = torch.tensor([(mask & labelled).sum(), (~mask & labelled).sum(), len(batch)], dtype=torch.float64)
+        return batch.to(self.device), mask.to(self.device, non_blocking=True), counts
 
-    def _counts(self, prepared: list[tuple[PretrainBatch, torch.Tensor]]) -> torch.Tensor:
-        """[masked, unmasked, utterances] labelled frames of this step, summed over ranks."""
-        counts = torch.zeros(3, dtype=torch.float64)
-        for batch, mask in prepared:
-            labelled = (batch.targets[0] != IGNORE).cpu()
-            m = mask.cpu()
-            counts += torch.tensor([(m & labelled).sum(), (~m & labelled).sum(), len(batch)], dtype=torch.float64)
-        if self.dist.enabled:
-            dist.all_reduce(counts)
-        return counts
-
-    def _loss(self, out, counts: torch.Tensor, num_micro: int) -> tuple[torch.Tensor, dict[str, float]]:
+    def _loss(self, out, counts: torch.Tensor, num_micro: int) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         """This micro-batch's share of the step's loss (already divided by the step-wide counts)."""
         p, t = self.cfg.prediction, self.cfg.topic
         n_m, n_u, n_utt = (max(1.0, float(c)) for c in counts)
@@ -376,7 +368,15 @@ class Trainer:
         if out.topic_loss is not None:
             parts["topic"] = out.topic_loss / n_utt
             loss = loss + t.weight * parts["topic"]
-        return loss, {k: float(v.detach()) for k, v in parts.items()}
+        return loss, {k: v.detach().float() for k, v in parts.items()}
+
+    def _all_reduce(self, t: torch.Tensor) -> torch.Tensor:
+        """Sum over ranks (NCCL needs the tensor on the GPU); returns it on its original device."""
+        if not self.dist.enabled:
+            return t
+        on = t.to(self.device) if self.device.type == "cuda" else t
+        dist.all_reduce(on)
+        return on.to(t.device)
 
     def _forward(self, model: nn.Module, batch: PretrainBatch, mask: torch.Tensor):
         topic = None
@@ -398,10 +398,11 @@ class Trainer:
             self._prepare(b, torch.Generator().manual_seed(derived_seed(seed, self.step, pos)), train=True)
             for b, pos in zip(micro_batches, positions)
         ]
-        counts = self._counts(prepared)
-        totals: dict[str, float] = {}
-        correct_m = correct_u = 0.0
-        for i, (batch, mask) in enumerate(prepared):
+        counts = self._all_reduce(torch.stack([c for _, _, c in prepared]).sum(0))  # the step's label counts, all ranks
+        # metrics stay on the device until the step ends: one host-device sync per step
+        totals: dict[str, torch.Tensor] = {}
+        correct = torch.zeros(2, device=self.device)
+        for i, (batch, mask, _) in enumerate(prepared):
             last = i == len(prepared) - 1
             sync = contextlib.nullcontext() if (last or not self.dist.enabled) else self.ddp.no_sync()
             with sync:
@@ -411,8 +412,7 @@ class Trainer:
                 self.scaler.scale(loss * self.dist.world_size).backward()
             for k, v in parts.items():
                 totals[k] = totals.get(k, 0.0) + v
-            correct_m += float(out.masked_correct[0])
-            correct_u += float(out.unmasked_correct[0])
+            correct += torch.stack([out.masked_correct[0], out.unmasked_correct[0]]).float()
         self.scaler.unscale_(self.optimizer)
         clip = self.cfg.optim.clip_norm
         params = [p for p in self.model.parameters() if p.grad is not None]
@@ -423,24 +423,26 @@ class Trainer:
         self.optimizer.zero_grad(set_to_none=True)
         self.step += 1
 
-        seconds = torch.tensor([sum(b.seconds for b, _ in prepared), correct_m, correct_u] + list(totals.values()), dtype=torch.float64)
-        if self.dist.enabled:
-            dist.all_reduce(seconds)
         names = list(totals)
-        metrics = dict(zip(names, seconds[3:].tolist()))
+        seconds = sum(b.seconds for b, _, _ in prepared)
+        summed = torch.cat([correct, torch.stack([totals[k] for k in names])]).double()
+        summed = self._all_reduce(torch.cat([summed, torch.tensor([seconds], dtype=torch.float64, device=summed.device)]))
+        values = summed.tolist()  # the step's one sync
+        seconds = values[-1]
+        metrics = dict(zip(names, values[2:]))
         p = self.cfg.prediction
         loss = p.masked_weight * metrics["masked"] + p.unmasked_weight * metrics["unmasked"] + p.feature_penalty * metrics["feature_penalty"]
         if "topic" in metrics:
             loss += self.cfg.topic.weight * metrics["topic"]
         metrics.update(
             loss=loss,
-            masked_acc=float(seconds[1]) / max(1.0, float(counts[0])),
-            unmasked_acc=float(seconds[2]) / max(1.0, float(counts[1])),
+            masked_acc=values[0] / max(1.0, float(counts[0])),
+            unmasked_acc=values[1] / max(1.0, float(counts[1])),
             grad_norm=float(grad_norm),
             lr=self.scheduler.get_last_lr()[0],
-            audio_seconds=float(seconds[0]),
+            audio_seconds=seconds,
         )
-        self.audio_seconds += float(seconds[0])
+        self.audio_seconds += seconds
         return metrics
 
     # ---- validation ----
@@ -458,15 +460,13 @@ class Trainer:
             if limit and i >= limit:
                 break
             gen = torch.Generator().manual_seed(derived_seed(self.cfg.run.seed, 2**31 - 1, self.dist.rank, i))
-            batch, mask = self._prepare(batch, gen, train=False)
+            batch, mask, _ = self._prepare(batch, gen, train=False)
             out = self._forward(self.model, batch, mask)
             row = [out.masked_loss, out.unmasked_loss, out.feature_penalty, 1, out.num_masked, out.num_unmasked]
             row += [out.topic_loss or 0.0, out.topic_correct or 0, out.num_utterances]
             row += [float(c) for c in out.masked_correct] + [float(c) for c in out.unmasked_correct]
             acc += torch.tensor([float(v) for v in row], dtype=torch.float64)
-        if self.dist.enabled:
-            dist.all_reduce(acc)
-        v = acc.tolist()
+        v = self._all_reduce(acc).tolist()
         n_m, n_u, n_utt = max(1.0, v[4]), max(1.0, v[5]), max(1.0, v[8])
         metrics = {
             "masked": v[0] / n_m / n_sets,
