@@ -223,9 +223,10 @@ class PretrainModel(nn.Module):
         """Cosine similarity of each projected frame (..., D) with every unit embedding (K, D), over
         the temperature: (..., K). (fairseq scores the target against sampled negatives; HuBERT's
         negatives are all other units, which is exactly this full softmax.)"""
-        frames = F.normalize(frames.float(), dim=-1)
-        embeddings = F.normalize(embeddings.float(), dim=-1)
-        return frames @ embeddings.t() / self.cfg.logit_temp
+        with torch.autocast(frames.device.type, enabled=False):  # logits of up to 1 / logit_temp need fp32
+            frames = F.normalize(frames.float(), dim=-1)
+            embeddings = F.normalize(embeddings.float(), dim=-1)
+            return frames @ embeddings.t() / self.cfg.logit_temp
 
     def _topic_loss(self, states: list[Tensor], last: Tensor, valid: Tensor, mask: Tensor, targets: Tensor):
         layer = self.topic_cfg.layer

@@ -199,6 +199,14 @@ class _ValidStream(torch.utils.data.Sampler):
             yield 0, i, cuts
 
 
+@dataclass
+class _Prepared:
+    batch: PretrainBatch  # on the device
+    mask: torch.Tensor  # (B, T) bool, on the device
+    counts: torch.Tensor  # CPU float64: labelled masked frames, labelled unmasked frames, utterances, seconds
+    padded: bool  # whether any item is shorter than the batch
+
+
 class Trainer:
     """Pretrain an encoder by masked unit prediction. ``Trainer(cfg, exp_dir).train()``."""
 
@@ -343,22 +351,25 @@ class Trainer:
             return contextlib.nullcontext()
         return torch.autocast(self.device.type, dtype=torch.bfloat16 if p == "bf16" else torch.float16)
 
-    def _prepare(self, batch: PretrainBatch, generator: torch.Generator, train: bool) -> tuple[PretrainBatch, torch.Tensor, torch.Tensor]:
-        """Mix (training only) and draw the mask on the CPU; returns the batch and mask on the device
-        and the batch's [masked, unmasked, utterances] label counts (CPU float64)."""
+    def _prepare(self, batch: PretrainBatch, generator: torch.Generator, train: bool) -> "_Prepared":
+        """Mix (training only) and draw the mask on the CPU; the batch and mask go to the device,
+        what the step needs to know about them is read here, before they do."""
         if train and self.cfg.mixing.prob > 0:
             wavs, _ = mix_utterances(batch.wavs, batch.wav_lens, self.cfg.mixing, generator, self.noise)
             batch = dataclasses.replace(batch, wavs=wavs)
         T = batch.targets[0].shape[1]
         mask = span_mask(batch.frame_lens, T, self.cfg.masking, generator)
         labelled = batch.targets[0] != IGNORE
-        counts = torch.tensor([(mask & labelled).sum(), (~mask & labelled).sum(), len(batch)], dtype=torch.float64)
-        return batch.to(self.device), mask.to(self.device, non_blocking=True), counts
+        counts = torch.tensor(
+            [(mask & labelled).sum(), (~mask & labelled).sum(), len(batch), batch.seconds], dtype=torch.float64
+        )  # masked and unmasked labelled frames, utterances, seconds of audio
+        padded = bool((batch.wav_lens < batch.wavs.shape[1]).any())
+        return _Prepared(batch.to(self.device), mask.to(self.device, non_blocking=True), counts, padded)
 
     def _loss(self, out, counts: torch.Tensor, num_micro: int) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         """This micro-batch's share of the step's loss (already divided by the step-wide counts)."""
         p, t = self.cfg.prediction, self.cfg.topic
-        n_m, n_u, n_utt = (max(1.0, float(c)) for c in counts)
+        n_m, n_u, n_utt = (max(1.0, float(c)) for c in counts[:3])
         parts = {
             "masked": out.masked_loss / n_m,
             "unmasked": out.unmasked_loss / n_u,
@@ -378,12 +389,13 @@ class Trainer:
         dist.all_reduce(on)
         return on.to(t.device)
 
-    def _forward(self, model: nn.Module, batch: PretrainBatch, mask: torch.Tensor):
+    def _forward(self, model: nn.Module, p: "_Prepared"):
+        batch = p.batch
         topic = None
         if self.model.topic_head is not None:
             topic = batch.topic_soft if self.cfg.topic.targets == "soft" else batch.topic_hard
         with self._autocast():
-            return model(batch.wavs, batch.wav_lens, mask, batch.targets, topic)
+            return model(batch.wavs, batch.wav_lens if p.padded else None, p.mask, batch.targets, topic)
 
     def train_step(self, micro_batches: list[PretrainBatch]) -> dict[str, float]:
         """One optimizer step over this rank's micro-batches; returns the step's metrics (summed
@@ -398,16 +410,16 @@ class Trainer:
             self._prepare(b, torch.Generator().manual_seed(derived_seed(seed, self.step, pos)), train=True)
             for b, pos in zip(micro_batches, positions)
         ]
-        counts = self._all_reduce(torch.stack([c for _, _, c in prepared]).sum(0))  # the step's label counts, all ranks
+        counts = self._all_reduce(torch.stack([p.counts for p in prepared]).sum(0))  # the step's counts, all ranks
         # metrics stay on the device until the step ends: one host-device sync per step
         totals: dict[str, torch.Tensor] = {}
         correct = torch.zeros(2, device=self.device)
-        for i, (batch, mask, _) in enumerate(prepared):
+        for i, p in enumerate(prepared):
             last = i == len(prepared) - 1
             sync = contextlib.nullcontext() if (last or not self.dist.enabled) else self.ddp.no_sync()
             with sync:
                 torch.manual_seed(derived_seed(seed, self.step, positions[i], 1))  # dropout, layer drop
-                out = self._forward(self.ddp, batch, mask)
+                out = self._forward(self.ddp, p)
                 loss, parts = self._loss(out, counts, len(prepared))
                 self.scaler.scale(loss * self.dist.world_size).backward()
             for k, v in parts.items():
@@ -424,11 +436,9 @@ class Trainer:
         self.step += 1
 
         names = list(totals)
-        seconds = sum(b.seconds for b, _, _ in prepared)
-        summed = torch.cat([correct, torch.stack([totals[k] for k in names])]).double()
-        summed = self._all_reduce(torch.cat([summed, torch.tensor([seconds], dtype=torch.float64, device=summed.device)]))
+        summed = self._all_reduce(torch.cat([correct, torch.stack([totals[k] for k in names])]).double())
         values = summed.tolist()  # the step's one sync
-        seconds = values[-1]
+        seconds = float(counts[3])
         metrics = dict(zip(names, values[2:]))
         p = self.cfg.prediction
         loss = p.masked_weight * metrics["masked"] + p.unmasked_weight * metrics["unmasked"] + p.feature_penalty * metrics["feature_penalty"]
@@ -460,8 +470,7 @@ class Trainer:
             if limit and i >= limit:
                 break
             gen = torch.Generator().manual_seed(derived_seed(self.cfg.run.seed, 2**31 - 1, self.dist.rank, i))
-            batch, mask, _ = self._prepare(batch, gen, train=False)
-            out = self._forward(self.model, batch, mask)
+            out = self._forward(self.model, self._prepare(batch, gen, train=False))
             row = [out.masked_loss, out.unmasked_loss, out.feature_penalty, 1, out.num_masked, out.num_unmasked]
             row += [out.topic_loss or 0.0, out.topic_correct or 0, out.num_utterances]
             row += [float(c) for c in out.masked_correct] + [float(c) for c in out.unmasked_correct]
@@ -469,8 +478,8 @@ class Trainer:
         v = self._all_reduce(acc).tolist()
         n_m, n_u, n_utt = max(1.0, v[4]), max(1.0, v[5]), max(1.0, v[8])
         metrics = {
-            "masked": v[0] / n_m / n_sets,
-            "unmasked": v[1] / n_u / n_sets,
+            "masked": v[0] / n_m,  # summed over label sets, as in training
+            "unmasked": v[1] / n_u,
             "feature_penalty": v[2] / max(1.0, v[3]),
         }
         for s in range(n_sets):
@@ -478,7 +487,7 @@ class Trainer:
             metrics[f"masked_acc{suffix}"] = v[9 + s] / n_m
             metrics[f"unmasked_acc{suffix}"] = v[9 + n_sets + s] / n_u
         p = self.cfg.prediction
-        metrics["loss"] = n_sets * (p.masked_weight * metrics["masked"] + p.unmasked_weight * metrics["unmasked"]) + p.feature_penalty * metrics["feature_penalty"]
+        metrics["loss"] = p.masked_weight * metrics["masked"] + p.unmasked_weight * metrics["unmasked"] + p.feature_penalty * metrics["feature_penalty"]
         if self.model.topic_head is not None:
             metrics["topic"] = v[6] / n_utt
             metrics["topic_acc"] = v[7] / n_utt
