@@ -114,9 +114,8 @@ def test_inference_front_end_equals_the_training_path(variant):
     name, overrides = VARIANTS[variant]
     model = _perturbed(name, conv_layers=[(48, 10, 5), (48, 3, 2), (48, 3, 2), (48, 2, 2)], **overrides)
     wavs, lens = torch.randn(3, 12000), torch.tensor([12000, 8000, 3000])
-    with torch.enable_grad():
-        ref, ref_lens = model.feature_extractor(wavs, lens)  # conv path (grad enabled)
     with torch.no_grad():
+        ref, ref_lens = model.feature_extractor._forward_conv(wavs, lens)  # torch's conv1d
         got, got_lens = model.feature_extractor(wavs, lens)  # GEMM path
     assert torch.equal(ref_lens, got_lens)
     for i in range(3):
@@ -132,14 +131,38 @@ def test_blocked_front_end_equals_the_training_path_at_any_block_size(block, mon
     monkeypatch.setattr(ConvFeatureExtractor, "BLOCK_FRAMES", block)
     model = _perturbed("tiny_hubert", conv_layers=[(40, 10, 5), (40, 3, 2), (40, 3, 2), (40, 3, 2), (40, 2, 2), (40, 2, 2)])
     wavs, lens = torch.randn(2, 16000), torch.tensor([16000, 9001])
-    with torch.enable_grad():
-        ref, ref_lens = model.feature_extractor(wavs, lens)
     with torch.no_grad():
+        ref, ref_lens = model.feature_extractor._forward_conv(wavs, lens)
         got, got_lens = model.feature_extractor(wavs, lens)
     assert torch.equal(ref_lens, got_lens)
     for i in range(2):
         n = int(ref_lens[i])
         torch.testing.assert_close(got[i, :n], ref[i, :n], atol=1e-4, rtol=1e-4)
+
+
+@pytest.mark.parametrize("variant", list(VARIANTS))
+def test_cpu_training_front_end_equals_torch_conv_in_values_and_gradients(variant):
+    """On CPU in fp32 with autograd, the front end runs channels-last with a GEMM per tap forward
+    and backward; its outputs and every gradient equal torch's conv1d path."""
+    name, overrides = VARIANTS[variant]
+    model = _perturbed(name, conv_layers=[(48, 10, 5), (48, 3, 2), (48, 3, 2), (48, 2, 2)], **overrides)
+    fe = model.feature_extractor
+    wavs, lens = torch.randn(3, 12000), torch.tensor([12000, 8000, 3000])
+    grads = []
+    for forward in (fe._forward_conv, fe.forward):
+        out, out_lens = forward(wavs, lens)
+        valid = torch.arange(out.shape[1])[None, :, None] < out_lens[:, None, None]
+        weight = torch.linspace(-1, 1, out.numel()).reshape(out.shape)  # an uneven upstream gradient
+        (out * weight * valid).sum().backward()
+        grads.append(({n: p.grad.clone() for n, p in fe.named_parameters()}, out.detach(), out_lens))
+        fe.zero_grad(set_to_none=True)
+    (g_ref, ref, ref_lens), (g_got, got, got_lens) = grads
+    assert torch.equal(ref_lens, got_lens)
+    for i in range(3):
+        n = int(ref_lens[i])
+        torch.testing.assert_close(got[i, :n], ref[i, :n], atol=1e-5, rtol=1e-4)
+    for n in g_ref:
+        torch.testing.assert_close(g_got[n], g_ref[n], atol=1e-4, rtol=1e-4, msg=n)
 
 
 def test_training_path_has_gradients():

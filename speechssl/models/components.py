@@ -106,12 +106,52 @@ class ConvFeatureExtractor(nn.Module):
         self.layers = nn.ModuleList(blocks)
 
     def forward(self, wavs: Tensor, lengths: Tensor | None = None) -> tuple[Tensor, Tensor | None]:
-        if not torch.is_grad_enabled() and wavs.device.type == "cpu" and wavs.dtype == torch.float32:
-            return self._forward_gemm(wavs, lengths)
+        if wavs.device.type == "cpu" and wavs.dtype == torch.float32:
+            if not torch.is_grad_enabled():
+                return self._forward_gemm(wavs, lengths)
+            if not torch.is_autocast_enabled("cpu"):
+                return self._forward_train_cpu(wavs, lengths)
+        return self._forward_conv(wavs, lengths)
+
+    def _forward_conv(self, wavs: Tensor, lengths: Tensor | None = None) -> tuple[Tensor, Tensor | None]:
+        """The reference computation: torch's conv1d layer by layer (GPU, and CPU under autocast)."""
         x = wavs[:, None, :]  # (B, S) -> (B, 1, S)
         for block in self.layers:
             x, lengths = block(x, lengths)
         return x.transpose(1, 2), lengths  # (B, C, T) -> (B, T, C)
+
+    def _forward_train_cpu(self, wavs: Tensor, lengths: Tensor | None) -> tuple[Tensor, Tensor | None]:
+        """The same function with autograd, for training on CPU in fp32: after the first layer,
+        channels-last, each strided conv one GEMM per tap forward and backward
+        (:class:`_StridedConv`), where oneDNN's conv backward on these shapes runs at half its
+        forward's rate."""
+        first = self.layers[0]
+        if isinstance(first.norm, MaskedChannelNorm):
+            # one input channel: oneDNN's conv is fine here, and the native group norm wants (B, C, T)
+            x, n = first(wavs[:, None, :], lengths)  # (B, C, T)
+            x = x.transpose(1, 2).contiguous()  # (B, C, T) -> (B, T, C)
+        else:
+            channels, kernel, stride = self.layer_specs[0]
+            B, S = wavs.shape
+            T = (S - kernel) // stride + 1
+            frames = wavs.contiguous().as_strided((B, T, kernel), (S, stride, 1))  # (B, T, K); no grad into waveforms
+            x = frames @ first.conv.weight[:, 0, :].t()  # (B, T, K) @ (K, C) -> (B, T, C)
+            if first.conv.bias is not None:
+                x = x + first.conv.bias
+            if first.norm is not None:
+                x = F.layer_norm(x, (channels,), first.norm.weight, first.norm.bias, first.norm.eps)
+            x = F.gelu(x)
+            n = conv_output_lengths(lengths, self.layer_specs[:1]) if lengths is not None else None
+        for block, (channels, kernel, stride) in zip(self.layers[1:], self.layer_specs[1:]):
+            x = _StridedConv.apply(x, block.conv.weight, block.conv.bias, stride)
+            if n is not None:
+                n = torch.div(n - kernel, stride, rounding_mode="floor") + 1
+            if block.norm is not None:
+                if isinstance(block.norm, MaskedChannelNorm):
+                    raise AssertionError("a per-channel norm is only used after the first conv")
+                x = F.layer_norm(x, (channels,), block.norm.weight, block.norm.bias, block.norm.eps)
+            x = F.gelu(x)
+        return x, n
 
     FUSED_LAYERS = 3  # conv layers after the first computed blockwise with it (inference on CPU)
     BLOCK_FRAMES = 512  # output frames of the last fused layer per block (its inputs stay in cache)
@@ -229,6 +269,60 @@ class ConvFeatureExtractor(nn.Module):
                         dst.addmm_(h[j : j + span : stride], taps[i][j])
                     h = _gelu_(dst)
         return out
+
+
+class _StridedConv(torch.autograd.Function):
+    """A 1-D conv over a channels-last ``(B, T_in, C_in)`` tensor, weight ``(C_out, C_in, K)``,
+    stride ``s``, no padding, computed as one GEMM per tap and item on strided views of the input,
+    forward and backward (the weight gradient sums ``x_tap^T @ dy`` over taps; the input gradient is
+    ``dy @ W^T`` for all taps at once, scattered back tap by tap)."""
+
+    @staticmethod
+    def forward(ctx, x: Tensor, weight: Tensor, bias: Tensor | None, stride: int) -> Tensor:
+        B, T_in, C_in = x.shape
+        C_out, _, K = weight.shape
+        T = (T_in - K) // stride + 1
+        span = stride * (T - 1) + 1
+        taps = weight.permute(2, 1, 0)  # (C_out, C_in, K) -> (K, C_in, C_out)
+        y = torch.empty(B, T, C_out, dtype=x.dtype)
+        for b in range(B):
+            xb = x[b]
+            if bias is not None:
+                torch.addmm(bias, xb[0:span:stride], taps[0], out=y[b])
+            else:
+                torch.mm(xb[0:span:stride], taps[0], out=y[b])
+            for j in range(1, K):
+                y[b].addmm_(xb[j : j + span : stride], taps[j])
+        ctx.save_for_backward(x, weight)
+        ctx.stride, ctx.has_bias = stride, bias is not None
+        return y
+
+    @staticmethod
+    def backward(ctx, grad: Tensor):
+        x, weight = ctx.saved_tensors
+        stride = ctx.stride
+        B, T_in, C_in = x.shape
+        C_out, _, K = weight.shape
+        T = grad.shape[1]
+        span = stride * (T - 1) + 1
+        grad = grad.contiguous()
+        grad_x = grad_w = grad_b = None
+        if ctx.needs_input_grad[1]:
+            taps = torch.zeros(K, C_in, C_out, dtype=x.dtype)
+            for b in range(B):
+                for j in range(K):
+                    taps[j].addmm_(x[b, j : j + span : stride].t(), grad[b])  # (C_in, T) @ (T, C_out)
+            grad_w = taps.permute(2, 1, 0)  # (K, C_in, C_out) -> (C_out, C_in, K)
+        if ctx.has_bias and ctx.needs_input_grad[2]:
+            grad_b = grad.sum((0, 1))
+        if ctx.needs_input_grad[0]:
+            grad_x = torch.zeros_like(x)
+            w_all = weight.permute(0, 2, 1).reshape(C_out, K * C_in)  # (C_out, K, C_in): tap j in columns j*C_in..
+            for b in range(B):
+                per_tap = grad[b] @ w_all  # (T, C_out) @ (C_out, K*C_in) -> (T, K*C_in)
+                for j in range(K):
+                    grad_x[b, j : j + span : stride] += per_tap[:, j * C_in : (j + 1) * C_in]
+        return grad_x, grad_w, grad_b, None
 
 
 def _gelu_(x: Tensor) -> Tensor:
