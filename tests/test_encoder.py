@@ -204,3 +204,25 @@ def test_bf16_autocast_stays_close_to_fp32(name):
         for i, n in enumerate(ref.lengths.tolist()):
             err = (b[i, :n].float() - a[i, :n]).norm() / a[i, :n].norm()
             assert torch.isfinite(b[i, :n]).all() and err < 0.05, float(err)
+
+
+@pytest.mark.parametrize("kernel,stride", [(3, 2), (2, 2), (2, 3), (10, 5), (4, 1)])
+def test_strided_conv_gemm_equals_conv1d_forward_and_backward(kernel, stride):
+    """The channels-last GEMM conv of CPU training, for kernels longer, equal to and shorter than the stride."""
+    from speechssl.models.components import _StridedConv
+
+    torch.manual_seed(0)
+    x = torch.randn(2, 50, 6, requires_grad=True)
+    w = torch.randn(5, 6, kernel, requires_grad=True)
+    bias = torch.randn(5, requires_grad=True)
+    y = _StridedConv.apply(x, w, bias, stride)
+    g = torch.randn_like(y)
+    y.backward(g)
+    x_ref = x.detach().transpose(1, 2).requires_grad_(True)  # (B, T, C) -> (B, C, T)
+    w_ref, b_ref = w.detach().requires_grad_(True), bias.detach().requires_grad_(True)
+    y_ref = torch.nn.functional.conv1d(x_ref, w_ref, b_ref, stride=stride)
+    y_ref.backward(g.transpose(1, 2))
+    torch.testing.assert_close(y, y_ref.transpose(1, 2))
+    torch.testing.assert_close(x.grad, x_ref.grad.transpose(1, 2))
+    torch.testing.assert_close(w.grad, w_ref.grad, rtol=1e-4, atol=1e-4)
+    torch.testing.assert_close(bias.grad, b_ref.grad, rtol=1e-4, atol=1e-4)

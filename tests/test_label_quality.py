@@ -262,6 +262,8 @@ def test_cli_prints_a_table(label_dirs, capsys):
     captured = capsys.readouterr()
     lines = captured.out.strip().splitlines()
     assert lines[0].split()[:2] == ["labels", "split"] and "PNMI" in lines[0]
+    compare = [line for line in lines if line.startswith("PNMI ")]
+    lines = [line for line in lines if not line.startswith("PNMI ")]
     assert len(lines) == 1 + 4  # two folders x train, dev
     rows = [line.split() for line in lines[1:]]
     expected = [(str(perfect), "train"), (str(perfect), "dev"), (str(merged), "train"), (str(merged), "dev")]
@@ -270,6 +272,9 @@ def test_cli_prints_a_table(label_dirs, capsys):
     assert rows[2][-2] == "1.000" and float(rows[2][-1]) < 0.99
     assert len({len(line) for line in lines}) == 1  # aligned columns, the last one right-justified
     assert "cut" in captured.err  # the progress bar goes to stderr
+    # the second folder's PNMI against the first's, per split
+    assert [line.split()[1] for line in compare] == ["train:", "dev:"]
+    assert all(line.endswith("lower)") and f"{float(rows[2][-1]):.3f} vs" in compare[0] for line in compare)
 
 
 def test_cli_json_for_one_split(label_dirs, mini_corpus, capsys):

@@ -354,8 +354,11 @@ def test_a_run_killed_during_a_save_leaves_the_previous_checkpoint_usable(label_
 def test_pretrain_cli_print_config_and_bad_labels(tmp_path, capsys):
     from speechssl.cli.main import main
 
-    assert main(["pretrain", "--config", str(REPO / "recipes/pretrain/hubertopic_base.yaml"), "--exp", str(tmp_path), "--print-config"]) == 0
+    assert main(["pretrain", "--config", str(REPO / "recipes/pretrain/hubertopic_base.yaml"), "--print-config"]) == 0
     out = capsys.readouterr().out
     assert "weight: 0.5" in out and "preset: hubert_base" in out
+    with pytest.raises(SystemExit):  # training needs an experiment folder
+        main(["pretrain", "--config", str(REPO / "recipes/pretrain/tiny.yaml")])
+    assert "--exp" in capsys.readouterr().err
     assert main(["pretrain", "--config", str(REPO / "recipes/pretrain/tiny.yaml"), "--labels", str(tmp_path / "nope"), "--exp", str(tmp_path / "e")]) == 1
     assert "nope" in capsys.readouterr().err

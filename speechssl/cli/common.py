@@ -58,6 +58,8 @@ def add_verbosity(parser: argparse.ArgumentParser) -> None:
 def setup_logging(args: argparse.Namespace) -> None:
     level = logging.DEBUG if getattr(args, "verbose", False) else logging.WARNING if getattr(args, "quiet", False) else logging.INFO
     logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr, force=True)
+    # faiss logs at INFO which of its CPU builds it loads, trying the ones this CPU lacks first
+    logging.getLogger("faiss").setLevel(logging.DEBUG if level == logging.DEBUG else logging.WARNING)
 
 
 def user_errors(verb: str) -> Callable:

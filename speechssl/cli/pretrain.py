@@ -26,7 +26,7 @@ def get_parser():
         """speechssl pretrain --config recipes/pretrain/tiny.yaml --labels exp/labels/mfcc_km100 --exp exp/pretrain/tiny optim.max_steps=4 run.valid_every=2 data.num_workers=0 run.progress=false
 speechssl pretrain --config recipes/pretrain/tiny.yaml --labels exp/labels/mfcc_km100 --topics exp/topics/mfcc_km100_t4 topic.weight=0.5 --exp exp/pretrain/tiny_topic optim.max_steps=2 data.num_workers=0 run.progress=false""",
     )
-    p.add_argument("--exp", type=Path, required=True, help="experiment folder")
+    p.add_argument("--exp", type=Path, default=None, help="experiment folder (required, except with --print-config)")
     p.add_argument("--labels", default=None, metavar="DIR[,DIR]", help="label folders, comma-separated, one per label set (data.labels)")
     p.add_argument("--topics", default=None, metavar="DIR", help="topic folder for the HuBERTopic loss (data.topics)")
     p.add_argument("--max-steps", type=positive_int, default=None, help="optimizer steps (optim.max_steps)")
@@ -59,6 +59,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.print_config:
         print(config_to_yaml(cfg), end="")
         return 0
+    if args.exp is None:
+        get_parser().error("the following arguments are required: --exp")
     command = "speechssl pretrain " + shlex.join(sys.argv[1:] if argv is None else argv)
     metrics = Trainer(cfg, args.exp, command=command).train()
     if metrics:

@@ -5,6 +5,8 @@ encoder's layer is never used on another's, whatever file format or path the wei
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import hashlib
 import os
 
@@ -45,7 +47,7 @@ class LayerExtractor:
             frame_rate=16000.0 / encoder.downsample_rate,
             layer=layer,
             encoder=encoder_fingerprint(encoder),
-            encoder_path=str(encoder_path) if encoder_path is not None else None,
+            encoder_path=str(Path(encoder_path).resolve()) if encoder_path is not None else None,
         )
 
     @torch.inference_mode()

@@ -228,7 +228,7 @@ def dump_features(source: FrameSource, folder: str | os.PathLike, index: int = 1
             f.writelines(f"{s.cut_id}\t{s.reason}\n" for s in source.skipped)
     info = {
         "feature": source.spec.as_dict(),
-        "manifest": str(source.manifest),
+        "manifest": str(Path(source.manifest).resolve()),
         "dtype": dtype,
         "frames": frames,
         "cuts": cuts,

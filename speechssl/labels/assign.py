@@ -65,7 +65,7 @@ def label_corpus(model: KMeansModel, sources: Mapping[str, object], out_dir: str
             log.warning("%s: %d unreadable cuts were skipped (listed in %s)", split, len(src.skipped), skipped_path)
         else:
             skipped_path.unlink(missing_ok=True)
-        info.splits[split] = SplitInfo(manifest=str(src.manifest), cuts=cuts, frames=frames, skipped=len(src.skipped))
+        info.splits[split] = SplitInfo(manifest=str(Path(src.manifest).resolve()), cuts=cuts, frames=frames, skipped=len(src.skipped))
         log.info("%s: %d cuts, %d frames labelled", split, cuts, frames)
     write_label_dir_meta(info)
     return info

@@ -265,4 +265,21 @@ def format_quality(rows: Sequence[tuple[str, str, LabelQuality]]) -> str:
         "  ".join(cell.ljust(w) if i < 2 else cell.rjust(w) for i, (cell, w) in enumerate(zip(r, widths))).rstrip()
         for r in table
     ]
-    return "\n".join(lines + notes)
+    return "\n".join(lines + notes + compare_pnmi(rows))
+
+
+def compare_pnmi(rows: Sequence[tuple[str, str, LabelQuality]]) -> list[str]:
+    """With several label folders, one line per later folder and split that both have with phone
+    alignments: its PNMI against the first folder's (e.g. iteration-2 units against MFCC units)."""
+    names = list(dict.fromkeys(name for name, _, _ in rows))
+    if len(names) < 2:
+        return []
+    base = {split: q.pnmi for name, split, q in rows if name == names[0] and q.pnmi is not None}
+    out = []
+    for name, split, q in rows:
+        if name == names[0] or q.pnmi is None or split not in base:
+            continue
+        diff = q.pnmi - base[split]
+        verdict = "higher" if diff > 0 else ("lower" if diff < 0 else "equal")
+        out.append(f"PNMI {split}: {name} {q.pnmi:.3f} vs {names[0]} {base[split]:.3f} ({diff:+.3f}, {verdict})")
+    return out

@@ -660,7 +660,7 @@ def fit_label_dir(
         config,
         ids=ids,
         progress=progress,
-        info={"label_dir": str(info.path), "split": split, "kmeans_id": info.kmeans_id, "frame_rate": info.frame_rate},
+        info={"label_dir": str(Path(info.path).resolve()), "split": split, "kmeans_id": info.kmeans_id, "frame_rate": info.frame_rate},
     )
 
 
@@ -817,7 +817,7 @@ def label_topic_dir(
         num_topics=model.num_topics,
         num_units=model.num_units,
         documents=model.documents,
-        label_dir=str(info.path),
+        label_dir=str(Path(info.path).resolve()),
         kmeans_id=info.kmeans_id,
     )
     for split in splits:

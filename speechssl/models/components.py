@@ -316,12 +316,21 @@ class _StridedConv(torch.autograd.Function):
         if ctx.has_bias and ctx.needs_input_grad[2]:
             grad_b = grad.sum((0, 1))
         if ctx.needs_input_grad[0]:
-            grad_x = torch.zeros_like(x)
+            # taps 0..stride-1 write disjoint rows that together cover rows 0 .. stride*T - 1, so they
+            # copy into uninitialised memory; only the rows after that start from zero
+            covers = K >= stride
+            grad_x = torch.empty_like(x) if covers else torch.zeros_like(x)
             w_all = weight.permute(0, 2, 1).reshape(C_out, K * C_in)  # (C_out, K, C_in): tap j in columns j*C_in..
             for b in range(B):
+                if covers:
+                    grad_x[b, stride * T :].zero_()
                 per_tap = grad[b] @ w_all  # (T, C_out) @ (C_out, K*C_in) -> (T, K*C_in)
                 for j in range(K):
-                    grad_x[b, j : j + span : stride] += per_tap[:, j * C_in : (j + 1) * C_in]
+                    rows = grad_x[b, j : j + span : stride]
+                    if covers and j < stride:
+                        rows.copy_(per_tap[:, j * C_in : (j + 1) * C_in])
+                    else:
+                        rows += per_tap[:, j * C_in : (j + 1) * C_in]
         return grad_x, grad_w, grad_b, None
 
 

@@ -282,15 +282,17 @@ class Trainer:
             "data": {"epoch": self.epoch, "batches_in_epoch": self.batches_in_epoch, "audio_seconds": self.audio_seconds},
             "rng": {"seed": self.cfg.run.seed, "torch": torch.get_rng_state()},
             "config": json.dumps(to_dict(self.cfg)),
-            "world_size": self.dist.world_size,
+            "virtual_ranks": self.dist.world_size * self.cfg.optim.accum_steps,
         }
 
     def load_state(self, path: Path) -> None:
         state = load_checkpoint(path, map_location="cpu")
-        if state.get("world_size", 1) != self.dist.world_size:
+        virtual = self.dist.world_size * self.cfg.optim.accum_steps
+        if state.get("virtual_ranks", virtual) != virtual:
             log.warning(
-                "%s was written by %d processes, this run has %d: the data order from here differs from the original run's",
-                path, state.get("world_size", 1), self.dist.world_size,
+                "%s was written with %d micro-batches per step (processes x accum_steps), this run has %d: "
+                "the data order from here differs from the original run's",
+                path, state["virtual_ranks"], virtual,
             )
         try:
             self.model.load_state_dict(state["model"])
