@@ -362,3 +362,25 @@ def test_pretrain_cli_print_config_and_bad_labels(tmp_path, capsys):
     assert "--exp" in capsys.readouterr().err
     assert main(["pretrain", "--config", str(REPO / "recipes/pretrain/tiny.yaml"), "--labels", str(tmp_path / "nope"), "--exp", str(tmp_path / "e")]) == 1
     assert "nope" in capsys.readouterr().err
+
+
+def test_an_unreadable_recording_is_skipped_and_named_or_fails_when_strict(mini_corpus, tmp_path):
+    from lhotse import CutSet
+    from lhotse.audio import AudioSource
+    from lhotse.utils import fastcopy
+
+    from speechssl.data.audio import AudioError
+    from speechssl.pretrain.data import PretrainDataConfig, PretrainDataset
+
+    data = _split_with_index_labels(mini_corpus, 100.0)
+    good = list(data.cuts.subset(first=3))
+    bad_file = tmp_path / "bad.flac"
+    bad_file.write_bytes(b"not audio at all" * 100)
+    bad_rec = fastcopy(good[0].recording, sources=[AudioSource(type="file", channels=[0], source=str(bad_file))])
+    cuts = CutSet.from_cuts([fastcopy(good[0], recording=bad_rec)] + good[1:])
+    conv = preset("tiny_hubert").conv_layers
+    batch = PretrainDataset(data, conv, PretrainDataConfig())[cuts]
+    assert batch.cut_ids == [c.id for c in good[1:]]
+    assert [cid for cid, _ in batch.skipped] == [good[0].id] and "bad.flac" in batch.skipped[0][1]
+    with pytest.raises(AudioError, match="bad.flac"):
+        PretrainDataset(data, conv, PretrainDataConfig(), strict=True)[cuts]

@@ -61,16 +61,24 @@ class AudioDataset(torch.utils.data.Dataset):
         self.min_samples = min_samples
 
     def __getitem__(self, cuts: CutSet) -> AudioBatch:
-        wavs, ids, skipped = [], [], []
-        for cut in cuts:
-            try:
-                wav = load_cut_audio(cut, sample_rate=self.sample_rate, min_samples=self.min_samples)
-            except (AudioError, FileNotFoundError) as e:
-                if self.strict:
-                    raise
-                log.warning("skipping cut %s: %s", cut.id, e)
-                skipped.append((cut.id, str(e)))
-                continue
-            wavs.append(wav)
-            ids.append(cut.id)
-        return collate_audio(wavs, ids, skipped)
+        return collate_audio(*load_cut_batch(cuts, strict=self.strict, sample_rate=self.sample_rate, min_samples=self.min_samples))
+
+
+def load_cut_batch(
+    cuts, *, strict: bool = False, sample_rate: int = SAMPLE_RATE, min_samples: int = MIN_SAMPLES
+) -> tuple[list[np.ndarray], list[str], list[tuple[str, str]]]:
+    """The audio of ``cuts``: waveforms, their cut ids, and ``(cut id, problem)`` of each cut whose
+    audio could not be used (logged and left out; with ``strict`` the error is raised instead)."""
+    wavs, ids, skipped = [], [], []
+    for cut in cuts:
+        try:
+            wav = load_cut_audio(cut, sample_rate=sample_rate, min_samples=min_samples)
+        except (AudioError, FileNotFoundError) as e:
+            if strict:
+                raise
+            log.warning("skipping cut %s: %s", cut.id, e)
+            skipped.append((cut.id, str(e)))
+            continue
+        wavs.append(wav)
+        ids.append(cut.id)
+    return wavs, ids, skipped

@@ -26,7 +26,8 @@ import numpy as np
 import torch
 from lhotse import CutSet
 
-from speechssl.data.audio import MIN_SAMPLES, SAMPLE_RATE, AudioError, load_cut_audio
+from speechssl.data.audio import MIN_SAMPLES, SAMPLE_RATE, AudioError
+from speechssl.data.dataset import load_cut_batch
 from speechssl.data.manifest import load_cuts
 from speechssl.labels.store import read_label_dir
 from speechssl.models.components import conv_output_lengths
@@ -46,6 +47,7 @@ class PretrainDataConfig:
     pad: bool = False  # True: pad items to the batch's longest; False: crop to its shortest (fairseq pad_audio)
     label_tolerance: float = 0.1  # seconds a label sequence may differ from its audio's duration
     num_workers: int = 2  # audio-loading worker processes (0: in the training process)
+    strict: bool = False  # fail on an unreadable recording instead of logging it and leaving it out of its batch
 
     def __post_init__(self):
         if self.crop_seconds <= 0:
@@ -199,18 +201,7 @@ class PretrainDataset(torch.utils.data.Dataset):
 
     def __getitem__(self, item) -> PretrainBatch:
         epoch, index, cuts = item if isinstance(item, tuple) else (0, 0, item)
-        wavs, ids, skipped = [], [], []
-        for cut in cuts:
-            try:
-                wav = load_cut_audio(cut, min_samples=max(MIN_SAMPLES, self.conv_layers[0][1]))
-            except (AudioError, FileNotFoundError) as e:
-                if self.strict:
-                    raise
-                log.warning("skipping cut %s: %s", cut.id, e)
-                skipped.append((cut.id, str(e)))
-                continue
-            wavs.append(wav)
-            ids.append(cut.id)
+        wavs, ids, skipped = load_cut_batch(cuts, strict=self.strict, min_samples=max(MIN_SAMPLES, self.conv_layers[0][1]))
         if not wavs:
             raise AudioError(f"batch of {len(cuts)} cuts", f"no readable audio ({'; '.join(p for _, p in skipped)})")
         gen = torch.Generator().manual_seed(_batch_seed(self.seed, epoch, ids))

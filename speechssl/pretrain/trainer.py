@@ -316,7 +316,9 @@ class Trainer:
     # ---- data ----
     def _loader(self, data: SplitData, stream, train: bool) -> torch.utils.data.DataLoader:
         cfg = self.cfg
-        dataset = PretrainDataset(data, self.model.encoder.config.conv_layers, cfg.data, seed=cfg.run.seed, random_crop=train)
+        dataset = PretrainDataset(
+            data, self.model.encoder.config.conv_layers, cfg.data, seed=cfg.run.seed, random_crop=train, strict=cfg.data.strict
+        )
         workers = cfg.data.num_workers
         return torch.utils.data.DataLoader(
             dataset,
