@@ -15,7 +15,7 @@ from speechssl.data.fairseq import read_km
 from speechssl.data.manifest import load_cuts
 from speechssl.features.mfcc import mfcc_spec
 from speechssl.features.spec import FeatureSpec
-from speechssl.labels.assign import check_km_dict, export_fairseq_km, label_corpus
+from speechssl.labels.assign import check_km_dict, label_corpus
 from speechssl.labels.kmeans import FrameReservoir, KMeansConfig, KMeansModel, fit_kmeans, sample_frames
 from speechssl.labels.store import read_label_dir
 from speechssl.models import build_encoder, preset

@@ -33,7 +33,6 @@ import torch.distributed as dist
 from torch import nn
 
 from speechssl.config import save_config, to_dict
-from speechssl.data.audio import SAMPLE_RATE
 from speechssl.data.sampler import SamplerConfig, make_sampler
 from speechssl.models.encoder import EncoderConfig, SSLEncoder, build_encoder
 from speechssl.pretrain.checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint

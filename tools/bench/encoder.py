@@ -53,7 +53,7 @@ def main() -> None:
     import transformers
 
     from speechssl.convert.hf import config_to_hf, encoder_from_hf
-    from speechssl.models import build_encoder, preset
+    from speechssl.models import preset
 
     cfg = preset(args.model)
     hf_cfg = config_to_hf(cfg)

@@ -32,7 +32,6 @@ from speechssl.data.corpora._common import (
     call_lhotse,
     check_cuts,
     lhotse_splits_to_cuts,
-    listing,
     normalize_gender,
     resolve_corpus_dir,
     select_parts,

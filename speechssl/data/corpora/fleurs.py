@@ -36,7 +36,6 @@ from speechssl.data.corpora._common import (
     check_audio_files,
     check_cuts,
     cuts_from_manifests,
-    listing,
     normalize_gender,
     recording_from_header,
     resolve_corpus_dir,
