@@ -126,22 +126,21 @@ class ConvFeatureExtractor(nn.Module):
         (:class:`_StridedConv`), where oneDNN's conv backward on these shapes runs at half its
         forward's rate."""
         first = self.layers[0]
+        channels, kernel, stride = self.layer_specs[0]
+        B, S = wavs.shape
+        T = (S - kernel) // stride + 1
+        n = conv_output_lengths(lengths, self.layer_specs[:1]) if lengths is not None else None
         if isinstance(first.norm, MaskedChannelNorm):
-            # one input channel: oneDNN's conv is fine here, and the native group norm wants (B, C, T)
-            x, n = first(wavs[:, None, :], lengths)  # (B, C, T)
-            x = x.transpose(1, 2).contiguous()  # (B, C, T) -> (B, T, C)
+            norm = first.norm
+            x = _FirstConvChannelNorm.apply(wavs, first.conv.weight, first.conv.bias, norm.weight, norm.bias, n, stride, norm.eps)
         else:
-            channels, kernel, stride = self.layer_specs[0]
-            B, S = wavs.shape
-            T = (S - kernel) // stride + 1
             frames = wavs.contiguous().as_strided((B, T, kernel), (S, stride, 1))  # (B, T, K); no grad into waveforms
             x = frames @ first.conv.weight[:, 0, :].t()  # (B, T, K) @ (K, C) -> (B, T, C)
             if first.conv.bias is not None:
                 x = x + first.conv.bias
             if first.norm is not None:
                 x = F.layer_norm(x, (channels,), first.norm.weight, first.norm.bias, first.norm.eps)
-            x = F.gelu(x)
-            n = conv_output_lengths(lengths, self.layer_specs[:1]) if lengths is not None else None
+        x = F.gelu(x)
         for block, (channels, kernel, stride) in zip(self.layers[1:], self.layer_specs[1:]):
             x = _StridedConv.apply(x, block.conv.weight, block.conv.bias, stride)
             if n is not None:
@@ -273,9 +272,14 @@ class ConvFeatureExtractor(nn.Module):
 
 class _StridedConv(torch.autograd.Function):
     """A 1-D conv over a channels-last ``(B, T_in, C_in)`` tensor, weight ``(C_out, C_in, K)``,
-    stride ``s``, no padding, computed as one GEMM per tap and item on strided views of the input,
-    forward and backward (the weight gradient sums ``x_tap^T @ dy`` over taps; the input gradient is
-    ``dy @ W^T`` for all taps at once, scattered back tap by tap)."""
+    stride ``s``, no padding, as GEMMs on strided views of the input, forward and backward.
+
+    Forward and weight gradient: one GEMM per tap and item (tap j reads rows ``j, j + s, ...``).
+    (The K frames under an output frame are K * C_in consecutive floats, but as a matrix those
+    windows overlap, which BLAS refuses: torch would copy them.) Input gradient: ``dy @ W^T`` written
+    straight into grad_x, s taps per GEMM: taps ``j0 .. j0 + s - 1`` of frame t are rows
+    ``t * s + j0 ..``, consecutive and not overlapping between frames, so a ``(T, s * C_in)`` view
+    with row stride ``s * C_in`` is a valid output matrix; the first GEMM overwrites, later ones add."""
 
     @staticmethod
     def forward(ctx, x: Tensor, weight: Tensor, bias: Tensor | None, stride: int) -> Tensor:
@@ -300,38 +304,126 @@ class _StridedConv(torch.autograd.Function):
     @staticmethod
     def backward(ctx, grad: Tensor):
         x, weight = ctx.saved_tensors
-        stride = ctx.stride
+        s = ctx.stride
         B, T_in, C_in = x.shape
         C_out, _, K = weight.shape
         T = grad.shape[1]
-        span = stride * (T - 1) + 1
+        span = s * (T - 1) + 1
         grad = grad.contiguous()
         grad_x = grad_w = grad_b = None
         if ctx.needs_input_grad[1]:
             taps = torch.zeros(K, C_in, C_out, dtype=x.dtype)
             for b in range(B):
                 for j in range(K):
-                    taps[j].addmm_(x[b, j : j + span : stride].t(), grad[b])  # (C_in, T) @ (T, C_out)
+                    taps[j].addmm_(x[b, j : j + span : s].t(), grad[b])  # (C_in, T) @ (T, C_out)
             grad_w = taps.permute(2, 1, 0)  # (K, C_in, C_out) -> (C_out, C_in, K)
         if ctx.has_bias and ctx.needs_input_grad[2]:
             grad_b = grad.sum((0, 1))
         if ctx.needs_input_grad[0]:
-            # taps 0..stride-1 write disjoint rows that together cover rows 0 .. stride*T - 1, so they
-            # copy into uninitialised memory; only the rows after that start from zero
-            covers = K >= stride
+            w_t = weight.permute(0, 2, 1).reshape(C_out, K * C_in)  # (C_out, K*C_in): tap j in columns j*C_in..
+            # taps 0..s-1 of all frames cover rows 0 .. s*T - 1 exactly once: the first GEMM overwrites
+            # them; the rows after that, and the gaps when K < s, start from zero
+            covers = K >= s
             grad_x = torch.empty_like(x) if covers else torch.zeros_like(x)
-            w_all = weight.permute(0, 2, 1).reshape(C_out, K * C_in)  # (C_out, K, C_in): tap j in columns j*C_in..
             for b in range(B):
                 if covers:
-                    grad_x[b, stride * T :].zero_()
-                per_tap = grad[b] @ w_all  # (T, C_out) @ (C_out, K*C_in) -> (T, K*C_in)
-                for j in range(K):
-                    rows = grad_x[b, j : j + span : stride]
-                    if covers and j < stride:
-                        rows.copy_(per_tap[:, j * C_in : (j + 1) * C_in])
+                    grad_x[b, s * T :].zero_()
+                for j0 in range(0, K, s):
+                    width = min(s, K - j0) * C_in
+                    rows = grad_x[b, j0:].as_strided((T, width), (s * C_in, 1))  # (T, width) from row j0
+                    part = w_t[:, j0 * C_in : j0 * C_in + width]
+                    if covers and j0 == 0:
+                        torch.mm(grad[b], part, out=rows)
                     else:
-                        rows += per_tap[:, j * C_in : (j + 1) * C_in]
+                        rows.addmm_(grad[b], part)
         return grad_x, grad_w, grad_b, None
+
+
+class _FirstConvChannelNorm(torch.autograd.Function):
+    """The first conv layer (one input channel, weight ``(C, 1, K)``, stride s) and its
+    :class:`MaskedChannelNorm`, for training on CPU: waveforms ``(B, S)`` -> channels-last
+    ``(B, T, C)``, before the GELU.
+
+    The layer's output is a linear map of the waveform's frames ``F`` (``(T, K)``, a strided view),
+    so each channel's mean and variance over the valid frames follow from the frames' mean and
+    ``K x K`` covariance (in float64), the norm folds into the weights, and the forward is one GEMM
+    per item. The backward needs only ``F^T dy`` and ``sum_t dy`` (one more GEMM per item): the
+    gradients of the weight, the norm's scale and shift and the conv bias are all small products
+    of those with the frames' statistics. Neither the conv output nor its gradient, the largest
+    tensors of the whole model, is ever made. No gradient flows into the waveforms."""
+
+    @staticmethod
+    def forward(ctx, wavs, weight, bias, gamma, beta, lengths, stride: int, eps: float) -> Tensor:
+        B, S = wavs.shape
+        C, _, K = weight.shape
+        T = (S - K) // stride + 1
+        frames = wavs.detach().contiguous().as_strided((B, T, K), (S, stride, 1))  # (B, T, K)
+        w = weight.detach()[:, 0, :].double()  # (C, K)
+        c0 = bias.detach().double() if bias is not None else w.new_zeros(C)
+        counts = [T] * B if lengths is None else [min(int(n), T) for n in lengths.tolist()]
+        y = torch.empty(B, T, C, dtype=wavs.dtype)
+        stats = []  # per item: frames' mean (K,), second moment (K, K), x's mean and rstd (C,)
+        for b, n in enumerate(counts):
+            if n > 0:
+                fv = frames[b, :n].double()
+                mf = fv.mean(0)
+                centred = fv - mf
+                cov = centred.t() @ centred / n
+                mean, var = w @ mf + c0, ((w @ cov) * w).sum(1)  # each channel: w_c . mf + c0, w_c^T cov w_c
+            else:  # MaskedChannelNorm of an empty item: mean and variance 0
+                mf, cov = w.new_zeros(K), w.new_zeros(K, K)
+                mean, var = w.new_zeros(C), w.new_zeros(C)
+            rstd = torch.rsqrt(var + eps)
+            scale = gamma.detach().double() * rstd
+            shift = beta.detach().double() + (c0 - mean) * scale
+            torch.addmm(shift.to(y.dtype), frames[b], (w.t() * scale).to(y.dtype), out=y[b])
+            stats.append((mf, cov + torch.outer(mf, mf), mean, rstd))
+        ctx.save_for_backward(wavs, weight, bias, gamma)
+        ctx.stats, ctx.counts, ctx.stride = stats, counts, stride
+        return y
+
+    @staticmethod
+    def backward(ctx, grad: Tensor):
+        wavs, weight, bias, gamma = ctx.saved_tensors
+        B, S = wavs.shape
+        C, _, K = weight.shape
+        T = grad.shape[1]
+        frames = wavs.contiguous().as_strided((B, T, K), (S, ctx.stride, 1))
+        ones = torch.ones(T, 1, dtype=grad.dtype)
+        w = weight[:, 0, :].double()  # (C, K)
+        c0 = bias.double() if bias is not None else w.new_zeros(C)
+        g_w, g_c0 = w.new_zeros(C, K), w.new_zeros(C)
+        g_gamma, g_beta = w.new_zeros(C), w.new_zeros(C)
+        grad = grad.contiguous()
+        for b, (n, (mf, second, mean, rstd)) in enumerate(zip(ctx.counts, ctx.stats)):
+            # one pass over dy: F^T dy (K, C) and sum_t dy (C,), together as [F, 1]^T dy
+            moments = (torch.cat([frames[b], ones], 1).t() @ grad[b]).double()  # (K + 1, C)
+            fg, s1 = moments[:K], moments[K]
+            s2 = (w.t() * fg).sum(0) + (c0 - mean) * s1  # sum_t dy * (x - mean), x = F w^T + c0
+            k = gamma.double() * rstd
+            g_gamma += rstd * s2
+            g_beta += s1
+            # dx = k dy on every frame, plus u x + v on the valid ones (through the statistics)
+            g_w += k[:, None] * fg.t()
+            g_c0 += k * s1
+            if n > 0:
+                u = -k * rstd.square() * s2 / n
+                v = -k * s1 / n - u * mean
+                # sum over valid frames of F^T x = n (E[f f^T] w^T + E[f] c0^T); of F^T 1 = n E[f]
+                ftx = n * (second @ w.t() + torch.outer(mf, c0))  # (K, C)
+                g_w += u[:, None] * ftx.t() + v[:, None] * (n * mf)[None, :]
+                g_c0 += u * n * mean + v * n
+        dtype = weight.dtype
+        return (
+            None,
+            g_w.to(dtype)[:, None, :] if ctx.needs_input_grad[1] else None,
+            g_c0.to(dtype) if bias is not None and ctx.needs_input_grad[2] else None,
+            g_gamma.to(dtype) if ctx.needs_input_grad[3] else None,
+            g_beta.to(dtype) if ctx.needs_input_grad[4] else None,
+            None,
+            None,
+            None,
+        )
 
 
 def _gelu_(x: Tensor) -> Tensor:

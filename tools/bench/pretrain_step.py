@@ -5,6 +5,7 @@ weights, same batch, measured in one run: throughput (seconds of audio per secon
     .venv/bin/python tools/bench/pretrain_step.py                              # HuBERT Base, 4 x 10 s, CPU fp32
     .venv/bin/python tools/bench/pretrain_step.py --dtype bf16                 # both under CPU bf16 autocast
     .venv/bin/python tools/bench/pretrain_step.py --device cuda --dtype bf16 --batch 8
+    .venv/bin/python tools/bench/pretrain_step.py --malloc default                             # glibc's malloc defaults
     .venv/bin/python tools/bench/pretrain_step.py --preset tiny_hubert --batch 2 --seconds 1   # smoke test
 
 One timed step is what a trainer does per batch: draw the span mask, forward, loss, backward,
@@ -18,6 +19,11 @@ feature_grad_mult 0.1, final_dim 256, no padding, the peer loaded with our initi
 Optimizers: ours AdamW(fused=True), as the trainer builds it; the peer plain AdamW (torch's default:
 foreach on CUDA, a per-parameter loop on CPU) unless ``--peer-fused``; lr 5e-4, betas (0.9, 0.98),
 eps 1e-6, weight decay 0.01.
+
+On CPU both sides run in one process with glibc's malloc set to keep freed memory
+(``speechssl.runtime.keep_freed_memory``, what ``speechssl pretrain`` does on CPU); ``--malloc
+default`` leaves glibc's defaults, under which each large tensor of each step is a fresh mmap that
+page-faults in (the kernel time then costs torchaudio's step more than ours).
 
 Before timing, both sides run one forward on the batch's first item with one shared mask: the masked
 CE per frame must be finite and near log(K), and both should equal ours in fp32 (a warning if not).
@@ -322,7 +328,7 @@ def cpu_memory(args) -> dict[str, dict]:
         cmd = [sys.executable, os.path.abspath(__file__), "--memory-child", name] + [
             f"--{k}={v}" for k, v in (("preset", args.preset), ("batch", args.batch), ("seconds", args.seconds),
                                       ("clusters", args.clusters), ("dtype", args.dtype), ("threads", args.threads),
-                                      ("warmup", args.warmup))
+                                      ("warmup", args.warmup), ("malloc", args.malloc))
         ] + (["--peer-fused"] if args.peer_fused else [])  # fmt: skip
         env = dict(os.environ, OMP_NUM_THREADS=str(args.threads))
         res = subprocess.run(cmd, capture_output=True, text=True, env=env)
@@ -347,6 +353,9 @@ def main() -> None:
     p.add_argument("--peer-fused", action="store_true", help="give torchaudio fused AdamW too (default: torch's default AdamW)")
     p.add_argument("--peak-tflops", type=float, default=None, help="GPU peak dense bf16 TFLOP/s (default: from the GPU's name)")
     p.add_argument("--no-memory", action="store_true", help="skip the peak memory measurement")
+    p.add_argument("--malloc", default="keep", choices=["keep", "default"],
+                   help="CPU: keep (both sides: glibc keeps freed memory, as speechssl pretrain sets it) or default "
+                        "(glibc's defaults: large tensors mmapped and page-faulted in every step)")
     p.add_argument("--memory-child", choices=SIDES, help=argparse.SUPPRESS)
     args = p.parse_args()
     cuda = args.device == "cuda"
@@ -356,6 +365,11 @@ def main() -> None:
     args.rounds = args.rounds if args.rounds is not None else (20 if cuda else 5)
     if args.threads:
         torch.set_num_threads(args.threads)
+    if args.malloc == "keep" and not cuda:
+        from speechssl.runtime import keep_freed_memory
+
+        if not keep_freed_memory():
+            raise SystemExit("--malloc keep needs glibc; use --malloc default")
     if args.memory_child:
         memory_child(args)
         return
@@ -374,6 +388,8 @@ def main() -> None:
     log(f"preset {args.preset}: speechssl {n_params['speechssl'] / 1e6:.2f}M parameters, torchaudio {n_params['torchaudio'] / 1e6:.2f}M")
     log(f"batch {B} x {args.seconds:g} s ({T} frames each), K = {args.clusters}, {args.device} {args.dtype}, {where}")
     log(f"optimizer step included: speechssl {optimizer_name(ours, args)}, torchaudio {optimizer_name(peer, args)}")
+    if not cuda:
+        log(f"malloc (both sides): {'glibc keeps freed memory' if args.malloc == 'keep' else 'glibc defaults'}")
     log(check_losses(ours, peer, cfg, batch, args))
 
     torch.manual_seed(0)  # torchaudio draws its masks from torch's global generator
