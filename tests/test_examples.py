@@ -96,7 +96,7 @@ def test_convert_examples_run(tmp_path, monkeypatch, capsys):
 
 
 def test_label_pipeline_examples_run(workdir, capsys):
-    """The examples of features, kmeans, label-quality, topics and pretrain, in pipeline order, on the tiny corpus."""
+    """The examples of features, kmeans, label-quality, topics, pretrain and tokens, in pipeline order, on the tiny corpus."""
     import torch
 
     from speechssl.checkpoint import save_encoder
@@ -104,7 +104,7 @@ def test_label_pipeline_examples_run(workdir, capsys):
 
     torch.manual_seed(0)
     save_encoder(build_encoder(preset("tiny_hubert")), workdir / "exp" / "tiny_hubert.safetensors")
-    for verb in ("features", "kmeans", "label-quality", "topics", "pretrain"):
+    for verb in ("features", "kmeans", "label-quality", "topics", "pretrain", "tokens"):
         lines = help_examples(verb)
         assert lines, verb
         for line in lines:
@@ -118,5 +118,8 @@ def test_label_pipeline_examples_run(workdir, capsys):
     assert (workdir / "exp" / "feats" / "mfcc_sharded" / "train" / "shard-2-of-2.json").is_file()
     assert (workdir / "exp" / "feats" / "tiny_hubert_l1" / "dev" / "shard-1-of-1.json").is_file()
     assert (workdir / "exp" / "topics" / "mfcc_km100_t4" / "topics.json").is_file()
+    assert (workdir / "exp" / "tokens" / "tokens.json").is_file() and (workdir / "exp" / "tokens" / "bpe60.jsonl").is_file()
+    assert (workdir / "exp" / "tokens_sharded" / "tokens.1-of-2.json").is_file()
+    assert list((workdir / "exp" / "tokens_sharded").glob("units.1-of-2.part-*.npz"))
     for exp in ("tiny", "tiny_topic"):
         assert (workdir / "exp" / "pretrain" / exp / "encoder.safetensors").is_file()

@@ -22,6 +22,17 @@ def make_parser(verb: str, description: str, examples: str) -> argparse.Argument
     )
 
 
+def add_subcommand(subparsers, name: str, help_: str, description: str, example: str) -> argparse.ArgumentParser:
+    """A sub-verb (``speechssl <verb> <name>``) whose ``--help`` ends with a working example."""
+    return subparsers.add_parser(
+        name,
+        help=help_,
+        description=description,
+        epilog="Example:\n  " + example,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+
+
 def _int_at_least(minimum: int, what: str):
     def parse(value: str) -> int:
         try:

@@ -15,7 +15,8 @@ log = logging.getLogger("speechssl.kmeans")
 EXAMPLES = """speechssl kmeans fit --kind mfcc --clusters 100 data/mini exp/kmeans/mfcc_km100.safetensors
 speechssl kmeans label --model exp/kmeans/mfcc_km100.safetensors data/mini exp/labels/mfcc_km100 --fairseq
 speechssl kmeans fit --clusters 50 exp/feats/mfcc exp/kmeans/mfcc_km50.safetensors
-speechssl kmeans label --model exp/kmeans/mfcc_km50.safetensors exp/feats/mfcc exp/labels/mfcc_km50"""
+speechssl kmeans label --model exp/kmeans/mfcc_km50.safetensors exp/feats/mfcc exp/labels/mfcc_km50
+speechssl kmeans fit --clusters 20 exp/feats/tiny_hubert_l1 exp/kmeans/tiny_hubert_l1_km20.safetensors"""
 
 
 def get_parser():

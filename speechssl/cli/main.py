@@ -23,6 +23,7 @@ VERBS: dict[str, tuple[str, str]] = {
     "kmeans": ("kmeans", "k-means on frame features: 'fit' a model (faiss, streamed sample), 'label' every split"),
     "label-quality": ("label_quality", "phone purity, cluster purity, PNMI and unit usage of frame labels"),
     "pretrain": ("pretrain", "pretrain an encoder by masked unit prediction (HuBERT/WavLM, HuBERTopic topic loss; DDP via torchrun)"),
+    "tokens": ("tokens", "discrete speech tokens: 'extract' units from audio (encoder layer + k-means), unit BPE 'bpe-train' / 'bpe-encode'"),
     "topics": ("topics", "HuBERTopic topic labels: 'fit' an LDA over unit documents, 'label' utterances, 'analyze'"),
 }
 

@@ -10,21 +10,12 @@ import json
 import sys
 from pathlib import Path
 
-from speechssl.cli.common import add_verbosity, make_parser, non_negative_int, positive_float, positive_int, setup_logging, user_errors
+from speechssl.cli.common import add_subcommand, add_verbosity, make_parser, non_negative_int, positive_float, positive_int, setup_logging, user_errors
 
 EXAMPLES = """speechssl topics fit --topics 4 exp/labels/mfcc_km100 exp/topics/mfcc_km100_t4.safetensors
 speechssl topics label --model exp/topics/mfcc_km100_t4.safetensors exp/labels/mfcc_km100 exp/topics/mfcc_km100_t4
 speechssl topics analyze exp/topics/mfcc_km100_t4"""
 
-
-def _sub(subparsers, name: str, help_: str, description: str, example: str) -> argparse.ArgumentParser:
-    return subparsers.add_parser(
-        name,
-        help=help_,
-        description=description,
-        epilog="Example:\n  " + example,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
 
 
 def get_parser() -> argparse.ArgumentParser:
@@ -42,7 +33,7 @@ def get_parser() -> argparse.ArgumentParser:
     )
     sub = p.add_subparsers(dest="command", metavar="{fit,label,analyze}", required=True)
 
-    fit = _sub(
+    fit = add_subcommand(
         sub,
         "fit",
         "fit a topic model on a split of a label folder",
@@ -145,7 +136,7 @@ def get_parser() -> argparse.ArgumentParser:
     )
     add_verbosity(fit)
 
-    label = _sub(
+    label = add_subcommand(
         sub,
         "label",
         "give every cut of a label folder a topic label",
@@ -173,7 +164,7 @@ def get_parser() -> argparse.ArgumentParser:
     )
     add_verbosity(label)
 
-    analyze = _sub(
+    analyze = add_subcommand(
         sub,
         "analyze",
         "relate topic labels to speaker, gender, language and style",

@@ -27,19 +27,9 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from benchlib import default_mini_corpus, log
 
 
-def log(msg: str) -> None:
-    print(msg, flush=True)
-
-
-def mini_corpus(data: Path) -> Path:
-    from speechssl.data.mini import MiniCorpusConfig, make_mini_corpus
-
-    if not (data / ".complete").is_file():
-        log(f"building the default mini corpus in {data} ...")
-        make_mini_corpus(data, MiniCorpusConfig())
-    return data
 
 
 def collect(source, frames: int, seed: int) -> np.ndarray:
@@ -64,7 +54,7 @@ def frames_for(case: str, args) -> tuple[np.ndarray, object]:
     from speechssl.features.mfcc import MfccExtractor
     from speechssl.features.stream import ComputedFeatures
 
-    data = mini_corpus(args.data)
+    data = default_mini_corpus(args.data)
     n = args.mfcc_frames if case == "mfcc" else args.layer_frames
     cache = args.cache / f"{case}_{n}.npy"
     cuts = [c for split in ("train", "dev", "test") for c in load_cuts(data / f"cuts_{split}.jsonl.gz")]
