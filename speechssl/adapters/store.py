@@ -9,7 +9,6 @@ Tensor keys are independent of the adapter's name and of where the encoder sits 
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 from pathlib import Path
@@ -40,12 +39,9 @@ def base_fingerprint(encoder: nn.Module) -> str:
     digest (names, dtypes, shapes and values, in name order) over :func:`base_state_dict`, i.e.
     without adapter and LoRA parameters and with merged LoRA taken out. For an encoder without
     adapters it equals ``encoder_fingerprint(encoder)``."""
-    h = hashlib.sha256()
-    for name, t in sorted(base_state_dict(encoder).items()):
-        t = t.detach().cpu().contiguous()
-        h.update(f"{name}|{t.dtype}|{tuple(t.shape)}|".encode())
-        h.update(t.view(torch.uint8).numpy().tobytes() if t.numel() else b"")
-    return h.hexdigest()
+    from speechssl.features.layer import state_dict_fingerprint
+
+    return state_dict_fingerprint(base_state_dict(encoder))
 
 
 def _adapter_params(encoder: nn.Module, name: str) -> dict[str, nn.Parameter]:

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import hashlib
 import os
+from typing import Mapping
 
 import torch
 from torch import Tensor
@@ -21,8 +22,13 @@ def encoder_fingerprint(encoder: torch.nn.Module) -> str:
 
     The same weights give the same fingerprint whether they were loaded from a speechssl checkpoint,
     a Hugging Face folder or a fairseq checkpoint."""
+    return state_dict_fingerprint(encoder.state_dict())
+
+
+def state_dict_fingerprint(state: Mapping[str, Tensor]) -> str:
+    """sha256 over ``state``'s names, dtypes, shapes and values, in name order."""
     h = hashlib.sha256()
-    for name, t in sorted(encoder.state_dict().items()):
+    for name, t in sorted(state.items()):
         t = t.detach().cpu().contiguous()
         h.update(f"{name}|{t.dtype}|{tuple(t.shape)}|".encode())
         h.update(t.view(torch.uint8).numpy().tobytes() if t.numel() else b"")
