@@ -14,11 +14,9 @@ Files: ``<prefix>.model`` (sentencepiece), ``<prefix>.vocab`` (piece<TAB>score, 
 
 from __future__ import annotations
 
-import io
 import json
 import logging
 import os
-import re
 from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
@@ -27,6 +25,7 @@ import numpy as np
 import sentencepiece as spm
 
 from speechssl.io import atomic_path, atomic_write_text
+from speechssl.spm import train_sentencepiece
 
 log = logging.getLogger(__name__)
 
@@ -219,41 +218,31 @@ class UnitBPE:
                 yield text  # type: ignore[misc]
             yield from extra
 
-        proto = io.BytesIO()
-        try:
-            spm.SentencePieceTrainer.train(
-                sentence_iterator=sentences(),
-                model_writer=proto,  # the model comes back as bytes: no files of sentencepiece's to clean up
-                vocab_size=vocab_size,
-                model_type="bpe",
-                character_coverage=1.0,  # every unit is in the alphabet
-                normalization_rule_name="identity",  # no NFKC: the characters are ids
-                add_dummy_prefix=False,
-                remove_extra_whitespaces=False,
-                split_by_whitespace=False,  # the whole utterance is one "word"
-                split_by_unicode_script=False,
-                byte_fallback=False,
-                max_sentence_length=4 * max_units,  # bytes (3 per unit in UTF-8); checked above
-                max_sentencepiece_length=max_piece_units,
-                input_sentence_size=0,  # sampled above
-                shuffle_input_sentence=False,
-                hard_vocab_limit=True,
-                unk_id=UNK_ID,
-                bos_id=-1,
-                eos_id=-1,
-                pad_id=-1,
-                num_threads=num_threads or min(16, os.cpu_count() or 1),
-                minloglevel=1,  # warnings only; sentencepiece's INFO log is long
-            )
-        except RuntimeError as e:
-            m = re.search(r"Vocabulary size too high \(\d+\)\. Please set it to a value <= (\d+)", str(e))
-            if m:
-                raise ValueError(
-                    f"vocab_size={vocab_size} is too large for this data: BPE can build at most {m.group(1)} "
-                    f"pieces here; use a smaller vocab_size or more data"
-                ) from None
-            raise
-        sp = spm.SentencePieceProcessor(model_proto=proto.getvalue())
+        model = train_sentencepiece(
+            sentences(),
+            vocab_size,
+            what="BPE can build",
+            model_type="bpe",
+            character_coverage=1.0,  # every unit is in the alphabet
+            normalization_rule_name="identity",  # no NFKC: the characters are ids
+            add_dummy_prefix=False,
+            remove_extra_whitespaces=False,
+            split_by_whitespace=False,  # the whole utterance is one "word"
+            split_by_unicode_script=False,
+            byte_fallback=False,
+            max_sentence_length=4 * max_units,  # bytes (3 per unit in UTF-8); checked above
+            max_sentencepiece_length=max_piece_units,
+            input_sentence_size=0,  # sampled above
+            shuffle_input_sentence=False,
+            hard_vocab_limit=True,
+            unk_id=UNK_ID,
+            bos_id=-1,
+            eos_id=-1,
+            pad_id=-1,
+            num_threads=num_threads or min(16, os.cpu_count() or 1),
+            minloglevel=1,  # warnings only; sentencepiece's INFO log is long
+        )
+        sp = spm.SentencePieceProcessor(model_proto=model)
         bpe = cls(sp, dedup=dedup)
 
         # Each file is written in one step, the .model last: a .model means the three files are complete.
@@ -265,7 +254,7 @@ class UnitBPE:
                 "num_sentences_used": len(sample)}  # fmt: skip
         atomic_write_text(_meta_path(model_path), json.dumps(meta, indent=1) + "\n")
         with atomic_path(model_path) as tmp:
-            tmp.write_bytes(proto.getvalue())
+            tmp.write_bytes(model)
         log.info("unit BPE: %d pieces over %d units from %d utterances -> %s", vocab_size, num_seen, total, model_path)
         return bpe
 

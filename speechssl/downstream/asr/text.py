@@ -20,7 +20,6 @@ model to emit it, and an unseen character in a normalised corpus is a data probl
 
 from __future__ import annotations
 
-import io
 import json
 import logging
 import os
@@ -299,7 +298,7 @@ class SentencePieceVocab:
         (character coverage 1.0); no normalisation is applied beyond :func:`normalize_text`'s.
         The same texts and settings give the same model bytes.
         """
-        import sentencepiece as spm
+        from speechssl.spm import train_sentencepiece
 
         if model_type not in ("unigram", "bpe"):
             raise ValueError(f"model_type must be 'unigram' or 'bpe', found {model_type!r}")
@@ -309,35 +308,26 @@ class SentencePieceVocab:
         sentences = [s for s in sentences if s]
         if not sentences:
             raise ValueError("no training text: every transcript is empty")
-        proto = io.BytesIO()
-        try:
-            spm.SentencePieceTrainer.train(
-                sentence_iterator=iter(sentences),
-                model_writer=proto,  # model bytes come back here: sentencepiece writes no files
-                vocab_size=vocab_size - 1,  # + the blank we prepend
-                model_type=model_type,
-                character_coverage=1.0,
-                normalization_rule_name="identity",  # normalize_text has done the job; no NFKC
-                input_sentence_size=0,  # use every sentence: no sampling, deterministic
-                shuffle_input_sentence=False,
-                hard_vocab_limit=True,
-                byte_fallback=False,
-                unk_id=0,
-                bos_id=-1,
-                eos_id=-1,
-                pad_id=-1,
-                num_threads=num_threads,
-                minloglevel=2,
-            )
-        except RuntimeError as e:
-            m = re.search(r"Vocabulary size too high \(\d+\)\. Please set it to a value <= (\d+)", str(e))
-            if m:
-                raise ValueError(
-                    f"vocab_size={vocab_size} is too large for these texts: at most {int(m.group(1)) + 1} "
-                    f"(with the blank); use a smaller vocab_size or more text"
-                ) from None
-            raise
-        vocab = cls(proto.getvalue())
+        model = train_sentencepiece(
+            sentences,
+            vocab_size - 1,  # + the blank we prepend
+            reserved=1,
+            what="the vocabulary (with the blank) can hold",
+            model_type=model_type,
+            character_coverage=1.0,
+            normalization_rule_name="identity",  # normalize_text has done the job; no NFKC
+            input_sentence_size=0,  # use every sentence: no sampling, deterministic
+            shuffle_input_sentence=False,
+            hard_vocab_limit=True,
+            byte_fallback=False,
+            unk_id=0,
+            bos_id=-1,
+            eos_id=-1,
+            pad_id=-1,
+            num_threads=num_threads,
+            minloglevel=2,
+        )
+        vocab = cls(model)
         vocab.save(path)
         log.info(
             "sentencepiece %s vocabulary: %d ids from %d sentences -> %s", model_type, vocab_size, len(sentences), path
