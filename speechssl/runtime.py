@@ -30,3 +30,21 @@ def keep_freed_memory() -> bool:
     mallopt.argtypes, mallopt.restype = [ctypes.c_int, ctypes.c_int], ctypes.c_int
     # no mmap-served chunks (large ones come from the heap), and never trim the heap's top
     return bool(mallopt(_M_MMAP_MAX, 0)) and bool(mallopt(_M_TRIM_THRESHOLD, 2**31 - 1))
+
+
+def setup_device(device: str, *, threads: int = 0, keep_freed: bool = True, precision: str = "fp32"):
+    """The torch device of a training or inference run (``auto``: the GPU when present), with its
+    process settings: ``threads`` intra-op threads on CPU (0: torch's default), glibc keeping freed
+    memory on CPU (:func:`keep_freed_memory`), and a check that ``precision`` fits the device."""
+    import torch
+
+    from speechssl.features.stream import resolve_device
+
+    dev = resolve_device(device)
+    if threads > 0:
+        torch.set_num_threads(threads)
+    if keep_freed and dev.type == "cpu":
+        keep_freed_memory()
+    if precision == "fp16" and dev.type != "cuda":
+        raise ValueError("precision fp16 needs a CUDA device; on CPU use bf16 or fp32")
+    return dev

@@ -14,6 +14,7 @@ from speechssl import __version__
 VERBS: dict[str, tuple[str, str]] = {
     "make-mini-corpus": ("make_mini_corpus", "synthesise the mini corpus with espeak-ng (audio, transcripts, alignments, splits, trials)"),
     "prepare": ("prepare", "make lhotse manifests for a corpus (LibriSpeech, LibriLight, VoxCeleb, CommonVoice, FLEURS, IEMOCAP, a folder)"),
+    "subset": ("subset", "write a subset of a corpus's manifests: by language, speaker, split, or a budget of minutes"),
     "stats": ("stats", "print statistics of cut manifests: hours, speakers, languages, styles, phones"),
     "validate": ("validate", "decode every recording of a manifest; report, list and drop unreadable ones"),
     "fairseq-export": ("fairseq_export", "write a manifest (and labels) as fairseq .tsv (and .km) files"),
@@ -24,6 +25,7 @@ VERBS: dict[str, tuple[str, str]] = {
     "label-quality": ("label_quality", "phone purity, cluster purity, PNMI and unit usage of frame labels"),
     "pretrain": ("pretrain", "pretrain an encoder by masked unit prediction (HuBERT/WavLM, HuBERTopic topic loss; DDP via torchrun)"),
     "tokens": ("tokens", "discrete speech tokens: 'extract' units from audio (encoder layer + k-means), unit BPE 'bpe-train' / 'bpe-encode'"),
+    "asr": ("asr", "CTC speech recognition on an encoder: 'train' (frozen + head, adapters/LoRA, fine-tuning), 'decode', 'results'"),
     "topics": ("topics", "HuBERTopic topic labels: 'fit' an LDA over unit documents, 'label' utterances, 'analyze'"),
 }
 

@@ -13,8 +13,9 @@ import warnings
 from dataclasses import dataclass
 from typing import Optional
 
+import torch
 from lhotse import CutSet
-from lhotse.dataset import DynamicBucketingSampler
+from lhotse.dataset import DynamicBucketingSampler, SimpleCutSampler
 
 
 @dataclass
@@ -42,8 +43,8 @@ def make_sampler(
     *,
     world_size: int | None = None,
     rank: int | None = None,
-) -> DynamicBucketingSampler:
-    """A bucketing sampler for ``cuts``. ``world_size``/``rank`` default to torch.distributed's
+) -> DynamicBucketingSampler | SimpleCutSampler:
+    """A bucketing sampler for ``cuts`` (a plain one where only one bucket fits). ``world_size``/``rank`` default to torch.distributed's
     when it is initialised, else a single process."""
     with warnings.catch_warnings():
         # lhotse warns that an in-memory CutSet gains nothing from dynamic bucketing; it is still correct
@@ -51,10 +52,15 @@ def make_sampler(
         return _dynamic_sampler(cuts, cfg, world_size, rank)
 
 
-def _dynamic_sampler(cuts: CutSet, cfg: SamplerConfig, world_size: int | None, rank: int | None) -> DynamicBucketingSampler:
+def _dynamic_sampler(cuts: CutSet, cfg: SamplerConfig, world_size: int | None, rank: int | None):
     num_buckets = cfg.num_buckets
     if not cuts.is_lazy:  # a small in-memory set cannot fill more buckets than it has cuts
         num_buckets = max(1, min(num_buckets, len(cuts)))
+    if num_buckets == 1:  # lhotse's bucketing needs two buckets; one bucket is plain sampling
+        return SimpleCutSampler(
+            cuts, max_duration=cfg.max_duration, max_cuts=cfg.max_cuts, shuffle=cfg.shuffle, drop_last=cfg.drop_last,
+            seed=cfg.seed, world_size=world_size, rank=rank,
+        )
     return DynamicBucketingSampler(
         cuts,
         max_duration=cfg.max_duration,
@@ -67,3 +73,29 @@ def _dynamic_sampler(cuts: CutSet, cfg: SamplerConfig, world_size: int | None, r
         world_size=world_size,
         rank=rank,
     )
+
+
+class EpochStream(torch.utils.data.Sampler):
+    """The training stream, epoch after epoch, starting at ``epoch`` after its first ``skip`` items
+    (on resume only cut metadata is walked over; no audio is read). ``samplers`` are this process's
+    virtual ranks (one per accumulation micro-batch), iterated in lockstep: item ``g * A + j`` is
+    batch ``g`` of sampler ``j``. Yields ``(epoch, index, cuts)`` so that the dataset, even in a
+    worker process, knows the epoch."""
+
+    def __init__(self, samplers: list, epoch: int, skip: int):
+        self.samplers, self.epoch, self.skip = samplers, epoch, skip
+
+    def __iter__(self):
+        epoch, skip = self.epoch, self.skip
+        while True:
+            for sampler in self.samplers:
+                sampler.set_epoch(epoch)
+            index = 0
+            for group in zip(*self.samplers):
+                for cuts in group:
+                    if index >= skip:
+                        yield epoch, index, cuts
+                    index += 1
+            if index == 0:
+                raise ValueError("the sampler gave no batch (is max_duration smaller than every cut?)")
+            epoch, skip = epoch + 1, 0

@@ -49,11 +49,12 @@ def latest_checkpoint(folder: str | os.PathLike) -> Optional[Path]:
     return found[-1][1] if found else None
 
 
-def save_checkpoint(folder: str | os.PathLike, step: int, state: dict[str, Any], keep: int = 2) -> Path:
+def save_checkpoint(folder: str | os.PathLike, step: int, state: dict[str, Any], keep: int = 2, kind: str = FORMAT) -> Path:
     """Write ``state`` as the checkpoint of ``step`` atomically, then delete all but the newest
-    ``keep`` checkpoints (``keep <= 0`` keeps all)."""
+    ``keep`` checkpoints (``keep <= 0`` keeps all). ``kind`` names the training that wrote it
+    (pretraining by default; the ASR trainer passes its own), and loading checks it."""
     path = checkpoint_path(folder, step)
-    state = {"format": FORMAT, "format_version": FORMAT_VERSION, "step": step, **state}
+    state = {"format": kind, "format_version": FORMAT_VERSION, "step": step, **state}
     with atomic_path(path) as tmp:
         torch.save(state, tmp)
     if keep > 0:
@@ -62,7 +63,7 @@ def save_checkpoint(folder: str | os.PathLike, step: int, state: dict[str, Any],
     return path
 
 
-def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = "cpu") -> dict[str, Any]:
+def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = "cpu", kind: str = FORMAT) -> dict[str, Any]:
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"{path}: checkpoint not found")
@@ -70,8 +71,9 @@ def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = 
         state = torch.load(path, map_location=map_location, weights_only=True)
     except Exception as e:  # a truncated or foreign file: say which
         raise ValueError(f"{path}: not a readable training checkpoint ({e})") from None
-    if not isinstance(state, dict) or state.get("format") != FORMAT:
-        raise ValueError(f"{path}: not a speechssl pretraining checkpoint")
+    if not isinstance(state, dict) or state.get("format") != kind:
+        found = state.get("format") if isinstance(state, dict) else None
+        raise ValueError(f"{path}: not a {kind} checkpoint (found format {found!r})")
     if int(state.get("format_version", 0)) > FORMAT_VERSION:
         raise ValueError(f"{path}: checkpoint format {state['format_version']} is newer than this speechssl reads ({FORMAT_VERSION})")
     return state

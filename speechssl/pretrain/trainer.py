@@ -33,7 +33,8 @@ import torch.distributed as dist
 from torch import nn
 
 from speechssl.config import save_config, to_dict
-from speechssl.data.sampler import SamplerConfig, make_sampler
+from speechssl.data.sampler import EpochStream, SamplerConfig, make_sampler
+from speechssl.metrics_log import MetricsLog
 from speechssl.models.encoder import EncoderConfig, SSLEncoder, build_encoder
 from speechssl.pretrain.checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
 from speechssl.pretrain.data import PretrainBatch, PretrainDataConfig, PretrainDataset, SplitData, load_split
@@ -164,32 +165,6 @@ def init_distributed(device: torch.device) -> Distributed:
     return Distributed(dist.get_rank(), dist.get_world_size(), int(os.environ.get("LOCAL_RANK", "0")))
 
 
-class _EpochStream(torch.utils.data.Sampler):
-    """The training stream, epoch after epoch, starting at ``epoch`` after its first ``skip`` items
-    (on resume only cut metadata is walked over; no audio is read). ``samplers`` are this process's
-    virtual ranks (one per accumulation micro-batch), iterated in lockstep: item ``g * A + j`` is
-    batch ``g`` of sampler ``j``. Yields ``(epoch, index, cuts)`` so that the dataset, even in a
-    worker process, knows the epoch."""
-
-    def __init__(self, samplers: list, epoch: int, skip: int):
-        self.samplers, self.epoch, self.skip = samplers, epoch, skip
-
-    def __iter__(self):
-        epoch, skip = self.epoch, self.skip
-        while True:
-            for sampler in self.samplers:
-                sampler.set_epoch(epoch)
-            index = 0
-            for group in zip(*self.samplers):
-                for cuts in group:
-                    if index >= skip:
-                        yield epoch, index, cuts
-                    index += 1
-            if index == 0:
-                raise ValueError("the sampler gave no batch (is max_duration smaller than every cut?)")
-            epoch, skip = epoch + 1, 0
-
-
 class _ValidStream(torch.utils.data.Sampler):
     def __init__(self, sampler):
         self.sampler = sampler
@@ -213,21 +188,13 @@ class Trainer:
     def __init__(self, cfg: PretrainConfig, exp_dir: str | os.PathLike, command: Optional[str] = None):
         self.cfg, self.exp = cfg, Path(exp_dir)
         run = cfg.run
-        from speechssl.features.stream import resolve_device
+        from speechssl.runtime import setup_device
 
-        self.device = resolve_device(run.device)
+        self.device = setup_device(run.device, threads=run.threads, keep_freed=run.keep_freed_memory, precision=run.precision)
         self.dist = init_distributed(self.device)
         if self.dist.enabled and self.device.type == "cuda":
             self.device = torch.device("cuda", self.dist.local_rank)
             torch.cuda.set_device(self.device)
-        if run.threads > 0:
-            torch.set_num_threads(run.threads)
-        if run.keep_freed_memory and self.device.type == "cpu":
-            from speechssl.runtime import keep_freed_memory
-
-            keep_freed_memory()
-        if run.precision == "fp16" and self.device.type != "cuda":
-            raise ValueError("precision fp16 needs a CUDA device; on CPU use bf16 or fp32")
         self.ckpt_dir = self.exp / "checkpoints"
         if self.dist.is_main:
             self.exp.mkdir(parents=True, exist_ok=True)
@@ -274,7 +241,7 @@ class Trainer:
                 device_ids=[self.device.index] if self.device.type == "cuda" else None,
                 find_unused_parameters=encoder.config.layer_drop > 0,
             )
-        self._writer = None
+        self.metrics_log = MetricsLog(self.exp, enabled=self.dist.is_main)
 
     # ---- state ----
     def state_dict(self) -> dict[str, Any]:
@@ -342,7 +309,7 @@ class Trainer:
         # gives every micro-batch of a step the same length bucket).
         A, W = self.cfg.optim.accum_steps, self.dist.world_size
         samplers = [make_sampler(self.train_data.cuts, self.cfg.sampler, world_size=W * A, rank=self.dist.rank * A + j) for j in range(A)]
-        for batch in self._loader(self.train_data, _EpochStream(samplers, self.epoch, self.batches_in_epoch), train=True):
+        for batch in self._loader(self.train_data, EpochStream(samplers, self.epoch, self.batches_in_epoch), train=True):
             self.epoch, self.batches_in_epoch = batch.epoch, batch.index + 1
             yield batch
 
@@ -504,18 +471,7 @@ class Trainer:
 
     # ---- logging ----
     def _log(self, split: str, metrics: dict[str, float]) -> None:
-        if not self.dist.is_main:
-            return
-        record = {"split": split, "step": self.step, "epoch": self.epoch, **{k: round(v, 6) for k, v in metrics.items()}}
-        with open(self.exp / "log.jsonl", "a", encoding="utf-8") as f:
-            f.write(json.dumps(record) + "\n")
-        if self._writer is None:
-            from torch.utils.tensorboard import SummaryWriter
-
-            self._writer = SummaryWriter(str(self.exp / "tensorboard"))
-        for k, v in metrics.items():
-            self._writer.add_scalar(f"{split}/{k}", v, self.step)
-        self._writer.flush()
+        self.metrics_log.write(split, self.step, self.epoch, metrics)
 
     # ---- the loop ----
     def train(self, until: Optional[int] = None) -> dict[str, float]:
@@ -561,8 +517,7 @@ class Trainer:
                     window_start = time.perf_counter()  # the speed excludes validation and saving
         finally:
             bar.close()
-            if self._writer is not None:
-                self._writer.close()
+            self.metrics_log.close()
         if self.dist.is_main and self.step == max_steps:
             from speechssl.checkpoint import save_encoder
 

@@ -226,6 +226,10 @@ class CharVocab:
         except KeyError:
             raise _unknown_chars_error({c for c in joined if c not in self._ids}, "character vocabulary") from None
 
+    def drop_unknown(self, text: str) -> str:
+        """``text`` without the characters this vocabulary cannot encode (whitespace kept)."""
+        return "".join(c for c in text if c.isspace() or (c in self._ids and c != self.separator))
+
     def decode(self, ids: Iterable[int]) -> str:
         """The text of ``ids``: blanks skipped, separators become single spaces (none at the ends)."""
         ids = _check_ids(ids, self.vocab_size)
@@ -365,6 +369,10 @@ class SentencePieceVocab:
     def pieces(self) -> list[str]:
         """Id -> piece; id 0 is ``"<blank>"``."""
         return [CharVocab.BLANK_SYMBOL] + [self._sp.id_to_piece(i) for i in range(self._sp.get_piece_size())]
+
+    def drop_unknown(self, text: str) -> str:
+        """``text`` without the characters this model has no piece for (whitespace kept)."""
+        return "".join(c for c in text if c.isspace() or c in self._chars)
 
     def encode(self, text: str) -> list[int]:
         unknown = {c for c in text if c not in self._chars and not c.isspace()}

@@ -1,0 +1,146 @@
+"""CTC ASR on an encoder, in three modes (``AsrEncoderConfig.mode``):
+
+* ``frozen``: the encoder is frozen (and runs without autograd, in eval mode); an interface over
+  all its hidden states feeds a small head, SUPERB's ASR setup (weighted sum + 2-layer BiLSTM).
+* ``adapters``: bottleneck adapters and/or LoRA (:mod:`speechssl.adapters`) inside the frozen
+  encoder train together with the interface and the head.
+* ``finetune``: the whole encoder trains except its conv feature extractor (fairseq's wav2vec 2.0
+  / HuBERT fine-tuning, ``feature_grad_mult 0``), optionally after ``freeze_steps`` head-only steps.
+
+:class:`CTCModel` returns per-frame logits over the vocabulary (blank at 0) and frame lengths.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from dataclasses import dataclass, field
+from typing import Optional
+
+import torch
+from torch import Tensor, nn
+from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
+
+from speechssl.adapters.bank import AdapterConfig, add_adapter, list_adapters, set_active_adapter
+from speechssl.adapters.freeze import freeze
+from speechssl.interfaces import INTERFACES, build_interface
+
+MODES = ("frozen", "adapters", "finetune")
+HEADS = ("lstm", "linear")
+
+
+@dataclass
+class AsrEncoderConfig:
+    path: Optional[str] = None  # the encoder: a speechssl checkpoint, a Hugging Face folder, or (allow_pickle) fairseq .pt
+    mode: str = "frozen"  # "frozen", "adapters" or "finetune" (see speechssl.downstream.asr.model)
+    adapter: AdapterConfig = field(default_factory=lambda: AdapterConfig(bottleneck="houlsby", bottleneck_dim=64))  # mode adapters
+    adapter_name: str = "asr"  # the adapter's name in the encoder's bank and in adapter.safetensors
+    lr: Optional[float] = None  # learning rate of the encoder's trainable parameters (adapters, or the encoder when fine-tuning); null: optim.lr
+    freeze_steps: int = 0  # finetune: the encoder stays frozen for the first N steps (fairseq freeze_finetune_updates)
+    allow_pickle: bool = False  # the encoder may be a fairseq checkpoint (a pickle: only files you trust)
+
+    def __post_init__(self):
+        if self.mode not in MODES:
+            raise ValueError(f"encoder.mode must be one of {', '.join(MODES)}, found {self.mode!r}")
+        if self.freeze_steps < 0:
+            raise ValueError(f"encoder.freeze_steps must be >= 0, found {self.freeze_steps}")
+        if self.lr is not None and not self.lr > 0:
+            raise ValueError(f"encoder.lr must be > 0, found {self.lr}")
+
+
+@dataclass
+class HeadConfig:
+    interface: str = "weighted_sum"  # "weighted_sum" (SUPERB), "conv" or "last" (speechssl.interfaces)
+    interface_layer_norm: bool = False  # layer-norm each hidden state before the interface combines them
+    kind: str = "lstm"  # "lstm" (bidirectional, SUPERB's ASR head) or "linear" (a projection, fairseq fine-tuning)
+    hidden_size: int = 1024  # LSTM units per direction
+    num_layers: int = 2  # LSTM layers
+    dropout: float = 0.2  # before each LSTM layer's output and before the projection
+
+    def __post_init__(self):
+        if self.interface not in INTERFACES:
+            raise ValueError(f"head.interface must be one of {', '.join(INTERFACES)}, found {self.interface!r}")
+        if self.kind not in HEADS:
+            raise ValueError(f"head.kind must be one of {', '.join(HEADS)}, found {self.kind!r}")
+        if self.hidden_size < 1 or self.num_layers < 1:
+            raise ValueError("head.hidden_size and head.num_layers must be >= 1")
+        if not 0.0 <= self.dropout < 1.0:
+            raise ValueError(f"head.dropout must be within [0, 1), found {self.dropout}")
+
+
+class CTCHead(nn.Module):
+    """Frames ``(B, T, C)`` -> logits ``(B, T, vocab_size)``: a bidirectional LSTM stack (padding
+    never reaches valid frames: the sequences are packed) or nothing, then dropout and a projection."""
+
+    def __init__(self, in_dim: int, vocab_size: int, kind: str = "lstm", hidden_size: int = 1024, num_layers: int = 2, dropout: float = 0.2):
+        super().__init__()
+        self.kind = kind
+        self.rnn: nn.LSTM | None = None
+        out_dim = in_dim
+        if kind == "lstm":
+            self.rnn = nn.LSTM(
+                in_dim, hidden_size, num_layers, batch_first=True, bidirectional=True, dropout=dropout if num_layers > 1 else 0.0
+            )
+            out_dim = 2 * hidden_size
+        elif kind != "linear":
+            raise ValueError(f"unknown head kind {kind!r}; expected one of {', '.join(HEADS)}")
+        self.dropout = nn.Dropout(dropout)
+        self.proj = nn.Linear(out_dim, vocab_size)
+
+    def forward(self, x: Tensor, lengths: Tensor) -> Tensor:  # x: (B, T, C), lengths: (B,)
+        if self.rnn is not None:
+            T = x.shape[1]
+            packed = pack_padded_sequence(x, lengths.cpu(), batch_first=True, enforce_sorted=False)
+            y, _ = self.rnn(packed)
+            x, _ = pad_packed_sequence(y, batch_first=True, total_length=T)  # (B, T, 2H), zeros past each length
+        return self.proj(self.dropout(x))  # (B, T, V)
+
+
+class CTCModel(nn.Module):
+    """Encoder -> interface over its hidden states -> CTC head.
+
+    ``forward(wavs, wav_lens)`` returns ``(logits (B, T, V), lengths (B,))``. While no encoder
+    parameter requires a gradient (frozen mode, or fine-tuning's first ``freeze_steps``), the encoder
+    runs under ``torch.no_grad()``; in frozen mode it also stays in eval mode (no dropout).
+    """
+
+    def __init__(self, encoder: nn.Module, interface: nn.Module, head: CTCHead, mode: str):
+        super().__init__()
+        self.encoder, self.interface, self.head, self.mode = encoder, interface, head, mode
+        self.encoder_grad = any(p.requires_grad for p in encoder.parameters())
+
+    def train(self, mode: bool = True) -> "CTCModel":
+        super().train(mode)
+        if self.mode == "frozen":
+            self.encoder.eval()
+        return self
+
+    def forward(self, wavs: Tensor, wav_lens: Optional[Tensor] = None) -> tuple[Tensor, Tensor]:
+        grad = self.encoder_grad and torch.is_grad_enabled()
+        with contextlib.nullcontext() if grad else torch.no_grad():
+            out = self.encoder.extract_features(wavs, wav_lens)
+        feats = self.interface(out.hidden_states)  # (B, T, C')
+        return self.head(feats, out.lengths), out.lengths
+
+
+def interface_kwargs(cfg: HeadConfig) -> dict:
+    """The interface's keyword arguments from the head config."""
+    return {} if cfg.interface == "last" else {"layer_norm": cfg.interface_layer_norm}
+
+
+def build_ctc_model(encoder: nn.Module, enc_cfg: AsrEncoderConfig, head_cfg: HeadConfig, vocab_size: int) -> CTCModel:
+    """Set up ``encoder`` for ``enc_cfg.mode`` (the adapter added, unless the encoder already has
+    one of that name, and parameters frozen) and put an interface and a head on it."""
+    if enc_cfg.mode == "adapters":
+        if enc_cfg.adapter_name in list_adapters(encoder):  # loaded with its trained weights
+            set_active_adapter(encoder, enc_cfg.adapter_name)
+        else:
+            add_adapter(encoder, enc_cfg.adapter_name, enc_cfg.adapter)
+        freeze(encoder, "frozen")
+    elif enc_cfg.mode == "frozen":
+        freeze(encoder, "frozen")
+    else:
+        freeze(encoder, "frozen_feature_encoder")
+    interface = build_interface(head_cfg.interface, encoder.num_layers + 1, encoder.hidden_size, **interface_kwargs(head_cfg))
+    in_dim = getattr(interface, "output_size", encoder.hidden_size)
+    head = CTCHead(in_dim, vocab_size, head_cfg.kind, head_cfg.hidden_size, head_cfg.num_layers, head_cfg.dropout)
+    return CTCModel(encoder, interface, head, enc_cfg.mode)
