@@ -5,6 +5,7 @@
 #   egs/mini/ssl/run.sh                        # everything, default sizes (about 15 minutes on 2 CPU cores)
 #   egs/mini/ssl/run.sh --stage 5 --stop_stage 8
 #   egs/mini/ssl/run.sh --tiny true --data /tmp/mini_data --exp /tmp/ssl_exp   # CI-sized: 1-2 minutes
+#   egs/mini/ssl/run.sh --corpus ../new_language/exp/data/en --exp exp_en --stage 1  # pretrain on a subset (speechssl subset)
 # Stages (iteration i of the lists below takes stages 4i-3 .. 4i; the default names are shown):
 #   0  synthesise the mini corpus into $data/mini (resumable; skipped once complete)
 #   1  MFCC features of every split                  $exp/feats/mfcc
@@ -24,6 +25,7 @@ stop_stage=100               # last stage to run
 data=../data                 # where the mini corpus goes, as $data/mini (relative to this folder; egs/mini/run.sh's by default)
 exp=exp                      # where experiments go (relative to this folder)
 hours=1.0                    # size of the mini corpus in hours of audio
+corpus=""                    # pretrain on this corpus folder (cuts_<split>.jsonl.gz, e.g. from 'speechssl subset') instead of $data/mini
 tiny=false                   # true: the CI-sized corpus, model and sizes below (1-2 minutes in all)
 seed=0                       # seed of the corpus, k-means, topic models and pretraining
 nj=$(nproc)                  # parallel jobs (corpus synthesis, topic models)
@@ -53,7 +55,7 @@ while [ $# -gt 0 ]; do
   esac
   name="${name//-/_}"
   case "$name" in
-    stage|stop_stage|data|exp|hours|tiny|seed|nj|feature_types|layers|clusters|steps|topics|topic_weight|config)
+    stage|stop_stage|data|exp|hours|corpus|tiny|seed|nj|feature_types|layers|clusters|steps|topics|topic_weight|config)
       printf -v "$name" '%s' "$value"; given[$name]=1 ;;
     *) echo "run.sh: unknown option --$name (see --help)" >&2; exit 2 ;;
   esac
@@ -94,8 +96,14 @@ changed() {
   return 1
 }
 
-corpus="$data/mini"
-if selected 0; then
+corpus_marker=$corpus/cuts_train.jsonl.gz  # rewritten whenever a subset is remade
+if [ -z "$corpus" ]; then
+  corpus="$data/mini"
+  corpus_marker=$corpus/.complete
+elif selected 0; then
+  echo "stage 0: --corpus $corpus given: nothing to synthesise"
+fi
+if [ "$corpus" = "$data/mini" ] && selected 0; then
   echo "stage 0: synthesise the mini corpus into $corpus"
   corpus_args=(--seed "$seed" --num-jobs "$nj")
   if [ "$tiny" = true ]; then corpus_args+=(--tiny); else corpus_args+=(--hours "$hours"); fi
@@ -112,13 +120,13 @@ for ((i = 1; i <= num_iters; i++)); do
     mfcc)
       feats=mfcc
       feature_args=(--kind mfcc)
-      feature_inputs=("$corpus/.complete") ;;
+      feature_inputs=("$corpus_marker") ;;
     hubert)
       if [ "$i" -eq 1 ]; then echo "run.sh: iteration 1 has no encoder to take hubert features from; start with mfcc" >&2; exit 2; fi
       prev=$exp/pretrain/iter$((i - 1))
       feats=hubert_iter$((i - 1))_l$layer
       feature_args=(--kind layer --encoder "$prev/encoder.safetensors" --layer "$layer")
-      feature_inputs=("$corpus/.complete" "$prev/.done") ;;
+      feature_inputs=("$corpus_marker" "$prev/.done") ;;
     *) echo "run.sh: unknown feature type '$type' in --feature_types (valid: mfcc, hubert)" >&2; exit 2 ;;
   esac
   units=${feats}_km$k

@@ -78,7 +78,7 @@ def load_asr_split(cfg: AsrDataConfig, split: str, language: Optional[str] = Non
     if split not in splits:
         raise FileNotFoundError(f"{cfg.corpus}: no split '{split}' (cuts_{split}.jsonl.gz); found {', '.join(sorted(splits)) or 'none'}")
     path = splits[split]
-    cuts = load_cuts(path)
+    cuts = CutSet.from_cuts(load_cuts(path))  # in memory: the texts are looked up by id, and small sets batch right
     total = len(cuts)
     if cfg.languages:
         wanted = set(cfg.languages)
