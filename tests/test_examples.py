@@ -37,7 +37,7 @@ def workdir(mini_corpus, tmp_path, monkeypatch):
 
 def test_data_verb_examples_run(workdir, capsys):
     # in this order: the import example reads what the export example wrote
-    for verb in ("stats", "validate", "fairseq-export", "fairseq-import"):
+    for verb in ("stats", "validate", "fairseq-export", "fairseq-import", "subset"):
         for line in help_examples(verb):
             argv = shlex.split(line)
             assert argv[:2] == ["speechssl", verb]
@@ -96,7 +96,7 @@ def test_convert_examples_run(tmp_path, monkeypatch, capsys):
 
 
 def test_label_pipeline_examples_run(workdir, capsys):
-    """The examples of features, kmeans, label-quality, topics, pretrain and tokens, in pipeline order, on the tiny corpus."""
+    """The examples of features, kmeans, label-quality, topics, pretrain, tokens and asr, in pipeline order, on the tiny corpus."""
     import torch
 
     from speechssl.checkpoint import save_encoder
@@ -104,7 +104,7 @@ def test_label_pipeline_examples_run(workdir, capsys):
 
     torch.manual_seed(0)
     save_encoder(build_encoder(preset("tiny_hubert")), workdir / "exp" / "tiny_hubert.safetensors")
-    for verb in ("features", "kmeans", "label-quality", "topics", "pretrain", "tokens"):
+    for verb in ("features", "kmeans", "label-quality", "topics", "pretrain", "tokens", "asr"):
         lines = help_examples(verb)
         assert lines, verb
         for line in lines:
@@ -123,3 +123,5 @@ def test_label_pipeline_examples_run(workdir, capsys):
     assert list((workdir / "exp" / "tokens_sharded").glob("units.1-of-2.part-*.npz"))
     for exp in ("tiny", "tiny_topic"):
         assert (workdir / "exp" / "pretrain" / exp / "encoder.safetensors").is_file()
+    assert (workdir / "exp" / "asr" / "adapters" / "adapter.safetensors").is_file()
+    assert "| adapters | adapters | test |" in (workdir / "exp" / "asr" / "RESULTS.md").read_text()

@@ -1,5 +1,7 @@
-"""CTC speech recognition, text side: normalisation and vocabularies (``text``), CTC decoding with an
-optional word n-gram LM (``decode``) and WER/CER (``metrics``).
+"""CTC speech recognition on an encoder: normalisation and vocabularies (``text``), the model in its
+three modes (``model``), training (``train``), saved models (``store``), CTC decoding with an optional
+word n-gram LM (``decode``), decoding a split (``infer``), WER/CER (``metrics``) and RESULTS.md
+(``results``).
 
 Imports are lazy: ``from speechssl.downstream.asr import CharVocab`` loads only the module it needs."""
 
@@ -23,6 +25,15 @@ _EXPORTS = {
     "error_rates": "speechssl.downstream.asr.metrics",
     "EditCounts": "speechssl.downstream.asr.metrics",
     "ErrorRates": "speechssl.downstream.asr.metrics",
+    "AsrEncoderConfig": "speechssl.downstream.asr.model",
+    "HeadConfig": "speechssl.downstream.asr.model",
+    "CTCModel": "speechssl.downstream.asr.model",
+    "build_ctc_model": "speechssl.downstream.asr.model",
+    "AsrConfig": "speechssl.downstream.asr.train",
+    "AsrTrainer": "speechssl.downstream.asr.train",
+    "load_ctc_model": "speechssl.downstream.asr.store",
+    "decode_split": "speechssl.downstream.asr.infer",
+    "write_results": "speechssl.downstream.asr.results",
 }
 
 __all__ = list(_EXPORTS)
