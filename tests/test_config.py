@@ -134,9 +134,10 @@ def test_cli_helpers_print_and_resolve(tmp_path, capsys):
 # every YAML under recipes/ loads into the dataclass its folder and name stand for
 def _recipe_schemas():
     from speechssl.data.mini import MiniCorpusConfig
+    from speechssl.downstream.asr.train import AsrConfig
     from speechssl.pretrain.trainer import PretrainConfig
 
-    return {"data/mini*.yaml": MiniCorpusConfig, "pretrain/*.yaml": PretrainConfig}
+    return {"data/mini*.yaml": MiniCorpusConfig, "pretrain/*.yaml": PretrainConfig, "asr/*.yaml": AsrConfig}
 
 
 def test_every_recipe_yaml_loads():

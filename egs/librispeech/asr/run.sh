@@ -90,50 +90,8 @@ fi
 cd "$(dirname "$0")"
 . ./path.sh
 
-# true when stage $1 is in --stage .. --stop_stage
-selected() { [ "$stage" -le "$1" ] && [ "$stop_stage" -ge "$1" ]; }
-declare -A touched=()  # in a dry run: the done-markers the run would have written
-# true when the done-marker $1 is missing or one of the markers after it is newer (its input was remade)
-changed() {
-  local marker=$1 input
-  shift
-  [ -e "$marker" ] && [ -z "${touched[$marker]:-}" ] || return 0
-  for input in "$@"; do
-    [ -n "${touched[$input]:-}" ] && return 0
-    [ "$input" -nt "$marker" ] && return 0
-  done
-  return 1
-}
-# run a command, or in a dry run print it ("+ " and the words, quoted for the shell)
-run() {
-  if [ "$dry_run" = true ]; then
-    printf '+'; printf ' %q' "$@"; printf '\n'
-  else
-    "$@"
-  fi
-}
-# the last step of a stage: its done-marker
-mark_done() {
-  run touch "$1"
-  touched[$1]=1
-}
-# remove a stage's earlier output, if any
-clear_dir() { if [ -e "$1" ]; then run rm -rf "$1"; fi; }
-# a required option's value, checked when a stage needs it
-require() {
-  local name=$1 why=$2
-  if [ -z "${!name}" ]; then
-    echo "run.sh: --$name is required for $why (see --help)" >&2
-    exit 2
-  fi
-}
-require_path() {
-  local name=$1
-  if [ "$dry_run" = false ] && [ ! -e "${!name}" ]; then
-    echo "run.sh: --$name ${!name}: no such file or folder (relative paths are relative to $PWD)" >&2
-    exit 2
-  fi
-}
+# the stage helpers (selected, changed, run, mark_done, clear_dir, require, require_path; the touched map)
+. ../../lib/stages.sh
 
 manifests=$data/librispeech
 # true when stage 0 has work to do: not done, or a part's manifest is missing (the parts were changed)
