@@ -335,7 +335,8 @@ class AsrTrainer:
         summary = {
             "mode": self.cfg.encoder.mode,
             "steps": self.step,
-            "epochs": self.epoch + self.batches_in_epoch / max(1, len(self.train_split.cuts)),
+            "epoch": self.epoch,  # 0-based epoch of the last step, and batches taken in it
+            "batches_in_epoch": self.batches_in_epoch,
             "train_seconds": round(self.train_seconds, 2),
             "train_audio_hours": round(self.audio_seconds / 3600, 4),
             "train_cuts": len(self.train_split.cuts),
