@@ -266,4 +266,4 @@ def test_cli_train_decode_results(mini_corpus, encoder_path, tmp_path, capsys):
     assert "no trained model" in capsys.readouterr().err
     with pytest.raises(SystemExit) as exit_:
         main(["asr", "results", "--out", str(tmp_path / "R.md"), "no-equals-sign"])
-    assert exit_.value.code == 2 and "expected LABEL=DECODE_DIR" in capsys.readouterr().err
+    assert exit_.value.code == 2 and "expected LABEL=FOLDER" in capsys.readouterr().err

@@ -135,9 +135,11 @@ def test_cli_helpers_print_and_resolve(tmp_path, capsys):
 def _recipe_schemas():
     from speechssl.data.mini import MiniCorpusConfig
     from speechssl.downstream.asr.train import AsrConfig
+    from speechssl.downstream.er.train import ErConfig
+    from speechssl.downstream.sv.train import SvConfig
     from speechssl.pretrain.trainer import PretrainConfig
 
-    return {"data/mini*.yaml": MiniCorpusConfig, "pretrain/*.yaml": PretrainConfig, "asr/*.yaml": AsrConfig}
+    return {"data/mini*.yaml": MiniCorpusConfig, "pretrain/*.yaml": PretrainConfig, "asr/*.yaml": AsrConfig, "sv/*.yaml": SvConfig, "er/*.yaml": ErConfig}
 
 
 def test_every_recipe_yaml_loads():

@@ -96,7 +96,7 @@ def test_convert_examples_run(tmp_path, monkeypatch, capsys):
 
 
 def test_label_pipeline_examples_run(workdir, capsys):
-    """The examples of features, kmeans, label-quality, topics, pretrain, tokens and asr, in pipeline order, on the tiny corpus."""
+    """The examples of features, kmeans, label-quality, topics, pretrain, tokens, asr, sv and er, in pipeline order, on the tiny corpus."""
     import torch
 
     from speechssl.checkpoint import save_encoder
@@ -104,7 +104,7 @@ def test_label_pipeline_examples_run(workdir, capsys):
 
     torch.manual_seed(0)
     save_encoder(build_encoder(preset("tiny_hubert")), workdir / "exp" / "tiny_hubert.safetensors")
-    for verb in ("features", "kmeans", "label-quality", "topics", "pretrain", "tokens", "asr"):
+    for verb in ("features", "kmeans", "label-quality", "topics", "pretrain", "tokens", "asr", "sv", "er"):
         lines = help_examples(verb)
         assert lines, verb
         for line in lines:
@@ -125,3 +125,7 @@ def test_label_pipeline_examples_run(workdir, capsys):
         assert (workdir / "exp" / "pretrain" / exp / "encoder.safetensors").is_file()
     assert (workdir / "exp" / "asr" / "adapters" / "adapter.safetensors").is_file()
     assert "| adapters | adapters | test |" in (workdir / "exp" / "asr" / "RESULTS.md").read_text()
+    assert (workdir / "exp" / "sv" / "pretrained" / "eval_test" / "det.png").is_file()
+    assert "| fbank | fbank | frozen | test |" in (workdir / "exp" / "sv" / "RESULTS.md").read_text()
+    assert (workdir / "exp" / "er" / "mfcc" / "eval_test" / "confusion.png").is_file()
+    assert "| mfcc | mfcc | frozen | 1 |" in (workdir / "exp" / "er" / "RESULTS.md").read_text()

@@ -1,5 +1,6 @@
-# Stage helpers shared by the recipes under egs/ (egs/librispeech/asr/run.sh,
-# egs/commonvoice/adapters/run.sh). Sourced, not run: each recipe does, after its
+# Stage helpers shared by the recipes under egs/ (egs/librispeech/asr, egs/commonvoice/adapters,
+# egs/voxceleb/sv, egs/iemocap/er, egs/mini/sv, egs/mini/er run.sh).
+# Sourced, not run: each recipe does, after its
 # `cd "$(dirname "$0")"`,
 #   . ../../lib/stages.sh
 # Variables the recipe must have set before calling these functions:
@@ -64,3 +65,38 @@ require_path() {
     exit 2
   fi
 }
+
+# ---- the systems a downstream recipe compares (egs/*/sv, egs/*/er) ----
+#   parse_systems       split $systems into system_list and encoder_systems (those that need
+#                       --encoder); exit 2 on none, an unknown name or a name given twice
+#   system_args SYSTEM  the training options of SYSTEM, in the array sys_args
+#   uses_encoder SYSTEM true when SYSTEM needs --encoder
+valid_systems="fbank mfcc random pretrained adapters"
+parse_systems() {
+  read -ra system_list <<< "$systems"
+  if [ "${#system_list[@]}" -eq 0 ]; then
+    echo "run.sh: --systems needs at least one of: $valid_systems" >&2
+    exit 2
+  fi
+  encoder_systems=()
+  local s seen=" "
+  for s in "${system_list[@]}"; do
+    case "$s" in
+      fbank|mfcc) ;;
+      random|pretrained|adapters) encoder_systems+=("$s") ;;
+      *) echo "run.sh: unknown system '$s' in --systems (valid: $valid_systems)" >&2; exit 2 ;;
+    esac
+    if [[ "$seen" == *" $s "* ]]; then echo "run.sh: system '$s' is twice in --systems" >&2; exit 2; fi
+    seen+="$s "
+  done
+}
+system_args() {
+  case "$1" in
+    fbank) sys_args=(encoder.kind=fbank) ;;           # 80 log-mel filterbanks, no encoder
+    mfcc) sys_args=(encoder.kind=mfcc) ;;             # 39 MFCC + deltas, no encoder
+    random) sys_args=(--encoder "$encoder" encoder.init=random) ;;  # the encoder's architecture, untrained
+    pretrained) sys_args=(--encoder "$encoder") ;;    # the pretrained encoder, frozen
+    adapters) sys_args=(--encoder "$encoder" encoder.mode=adapters) ;;  # adapters in the frozen encoder
+  esac
+}
+uses_encoder() { [[ " ${encoder_systems[*]} " == *" $1 "* ]]; }

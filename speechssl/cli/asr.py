@@ -6,12 +6,11 @@ The work is done by :mod:`speechssl.downstream.asr`; this module parses argument
 from __future__ import annotations
 
 import argparse
-import shlex
 import sys
 from pathlib import Path
 
-from speechssl.cli.common import add_subcommand, add_verbosity, make_parser, non_negative_int, positive_float, positive_int, setup_logging, user_errors
-from speechssl.config import add_config_args, config_to_yaml, resolve_config
+from speechssl.cli.common import add_subcommand, add_verbosity, make_parser, non_negative_int, positive_float, positive_int, user_errors
+from speechssl.cli.downstream import add_results_command, add_train_command, dispatch, run_train
 
 EXAMPLES = """speechssl asr train --config recipes/asr/frozen.yaml --corpus data/mini --encoder exp/tiny_hubert.safetensors --exp exp/asr/frozen data.languages=[en] head.hidden_size=32 optim.max_steps=4 run.valid_every=2 run.progress=false
 speechssl asr train --config recipes/asr/adapters.yaml --corpus data/mini --encoder exp/tiny_hubert.safetensors --exp exp/asr/adapters data.languages=[en] optim.max_steps=2 run.progress=false
@@ -20,13 +19,6 @@ speechssl asr decode exp/asr/adapters --split test --beam 4 --lm-order 2 --out e
 speechssl asr results --out exp/asr/RESULTS.md --title "ASR on the mini corpus" frozen=exp/asr/frozen/decode_test adapters=exp/asr/adapters/decode_test_lm"""
 
 COMMANDS = ("train", "decode", "results")
-
-
-def _label_dir(value: str) -> tuple[str, Path]:
-    label, sep, path = value.partition("=")
-    if not sep or not label or not path:
-        raise argparse.ArgumentTypeError(f"expected LABEL=DECODE_DIR, got {value!r}")
-    return label, Path(path)
 
 
 def get_parser() -> argparse.ArgumentParser:
@@ -43,21 +35,14 @@ def get_parser() -> argparse.ArgumentParser:
     )
     sub = p.add_subparsers(dest="command", metavar="{train,decode,results}", required=True)
 
-    tr = add_subcommand(
-        sub, "train", "train a CTC model",
+    tr = add_train_command(
+        sub, "train a CTC model",
         "Train into EXP: config.yaml (resolved), command.txt, vocab.json or vocab.model, log.jsonl, "
         "tensorboard/, checkpoints/ (a re-run resumes from the newest), and at the end "
         "adapter.safetensors (adapters) or encoder.safetensors (finetune), summary.json and, last, "
         "model.safetensors. Config keys are those of --print-config.",
         EXAMPLES.splitlines()[0],
     )
-    tr.add_argument("--exp", type=Path, default=None, help="experiment folder (required, except with --print-config)")
-    tr.add_argument("--corpus", default=None, help="corpus folder with cuts_<split>.jsonl.gz (data.corpus)")
-    tr.add_argument("--encoder", default=None, help="encoder: speechssl .safetensors, Hugging Face folder, fairseq .pt (encoder.path)")
-    tr.add_argument("--max-steps", type=positive_int, default=None, help="optimizer steps (optim.max_steps)")
-    tr.add_argument("--device", default=None, help="auto, cpu or cuda[:N] (run.device)")
-    add_config_args(tr)
-    add_verbosity(tr)
 
     de = add_subcommand(
         sub, "decode", "transcribe and score a split",
@@ -80,17 +65,12 @@ def get_parser() -> argparse.ArgumentParser:
     de.add_argument("--strict", action="store_true", help="fail on an unreadable recording instead of reporting and skipping it")
     add_verbosity(de)
 
-    re_ = add_subcommand(
-        sub, "results", "write RESULTS.md from decode folders",
+    re_ = add_results_command(
+        sub,
         "Write a Markdown table (system, mode, split, CER, WER, trainable parameters, stored weights, "
         "training time, decoder) with one row per LABEL=DECODE_DIR, read from each folder's metrics.json.",
-        EXAMPLES.splitlines()[4],
+        EXAMPLES.splitlines()[4], "ASR results",
     )
-    re_.add_argument("rows", nargs="+", type=_label_dir, metavar="LABEL=DECODE_DIR", help="one table row each")
-    re_.add_argument("--out", type=Path, required=True, help="Markdown file to write")
-    re_.add_argument("--title", default="ASR results", help="the page's heading")
-    re_.add_argument("--notes", default="", help="a paragraph under the table")
-    add_verbosity(re_)
     p._asr_commands = {"train": tr, "decode": de, "results": re_}  # type: ignore[attr-defined]
     return p
 
@@ -98,30 +78,10 @@ def get_parser() -> argparse.ArgumentParser:
 def _train(args, argv: list[str]) -> int:
     from speechssl.downstream.asr.train import AsrConfig, AsrTrainer
 
-    flags = []
-    if args.corpus:
-        flags.append(f"data.corpus={args.corpus}")
-    if args.encoder:
-        flags.append(f"encoder.path={args.encoder}")
-    if args.max_steps:
-        flags.append(f"optim.max_steps={args.max_steps}")
-    if args.device:
-        flags.append(f"run.device={args.device}")
-    cfg = resolve_config(AsrConfig, args, flags)
-    if args.print_config:
-        print(config_to_yaml(cfg), end="")
-        return 0
-    if args.exp is None:
-        raise ValueError("--exp is required")
-    trainer = AsrTrainer(cfg, args.exp, command="speechssl asr " + shlex.join(argv))
-    print(trainer.report)
-    metrics = trainer.train()
-    if metrics:
-        print(" ".join(f"{k}={v:.4g}" for k, v in metrics.items()))
-    return 0
+    return run_train(args, argv, "asr", AsrConfig, AsrTrainer)
 
 
-def _decode(args) -> int:
+def _decode(args, argv=None) -> int:
     from speechssl.downstream.asr.infer import decode_split
 
     m = decode_split(
@@ -135,7 +95,7 @@ def _decode(args) -> int:
     return 0
 
 
-def _results(args) -> int:
+def _results(args, argv=None) -> int:
     from speechssl.downstream.asr.results import write_results
 
     print(write_results(args.rows, args.out, args.title, args.notes), end="")
@@ -146,19 +106,8 @@ def _results(args) -> int:
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     parser = get_parser()
-    if not argv or argv[0] not in COMMANDS:
-        parser.parse_args(argv)  # prints usage (or help) and exits
-        return 2
-    command, rest = argv[0], argv[1:]
-    sub = parser._asr_commands[command]  # type: ignore[attr-defined]
-    # train mixes options and trailing KEY=VALUE overrides in any order
-    args = sub.parse_intermixed_args(rest) if command == "train" else sub.parse_args(rest)
-    setup_logging(args)
-    if command == "train":
-        return _train(args, argv)
-    if command == "decode":
-        return _decode(args)
-    return _results(args)
+    subs = parser._asr_commands  # type: ignore[attr-defined]
+    return dispatch(parser, {"train": (subs["train"], _train), "decode": (subs["decode"], _decode), "results": (subs["results"], _results)}, argv)
 
 
 if __name__ == "__main__":

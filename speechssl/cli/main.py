@@ -26,6 +26,8 @@ VERBS: dict[str, tuple[str, str]] = {
     "pretrain": ("pretrain", "pretrain an encoder by masked unit prediction (HuBERT/WavLM, HuBERTopic topic loss; DDP via torchrun)"),
     "tokens": ("tokens", "discrete speech tokens: 'extract' units from audio (encoder layer + k-means), unit BPE 'bpe-train' / 'bpe-encode'"),
     "asr": ("asr", "CTC speech recognition on an encoder: 'train' (frozen + head, adapters/LoRA, fine-tuning), 'decode', 'results'"),
+    "sv": ("sv", "speaker verification: 'train' an x-vector head (AAM-softmax) on an encoder or MFCC/fbank, 'evaluate' trials (EER, minDCF, DET), 'results'"),
+    "er": ("er", "emotion recognition: 'train' a pooling + MLP classifier (class-balanced), 'evaluate' a split (WA, UA, F1, confusion), 'results'"),
     "topics": ("topics", "HuBERTopic topic labels: 'fit' an LDA over unit documents, 'label' utterances, 'analyze'"),
 }
 

@@ -18,17 +18,10 @@ from typing import Optional
 
 import torch
 
+from speechssl.downstream.store import stored_bytes
 from speechssl.io import atomic_path, atomic_write_text
 
 log = logging.getLogger(__name__)
-
-
-def stored_bytes(exp: Path, mode: str) -> int:
-    """Bytes a user keeps for this model beyond the base encoder: the head (model.safetensors) plus
-    the adapter (adapters mode) or the whole fine-tuned encoder (finetune mode)."""
-    extra = {"adapters": "adapter.safetensors", "finetune": "encoder.safetensors"}.get(mode)
-    files = [exp / "model.safetensors"] + ([exp / extra] if extra else [])
-    return sum(f.stat().st_size for f in files if f.is_file())
 
 
 def decode_split(

@@ -12,39 +12,28 @@
 
 from __future__ import annotations
 
-import contextlib
-from dataclasses import dataclass, field
-from typing import Optional
+from dataclasses import dataclass
 
-import torch
 from torch import Tensor, nn
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
-from speechssl.adapters.bank import AdapterConfig, add_adapter, list_adapters, set_active_adapter
-from speechssl.adapters.freeze import freeze
-from speechssl.interfaces import INTERFACES, build_interface
+from speechssl.downstream.upstream import (
+    DownstreamModel,
+    UpstreamConfig,
+    build_interface_for,
+    interface_output_size,
+    setup_upstream,
+)
+from speechssl.interfaces import INTERFACES
 
-MODES = ("frozen", "adapters", "finetune")
 HEADS = ("lstm", "linear")
 
 
 @dataclass
-class AsrEncoderConfig:
-    path: Optional[str] = None  # the encoder: a speechssl checkpoint, a Hugging Face folder, or (allow_pickle) fairseq .pt
-    mode: str = "frozen"  # "frozen", "adapters" or "finetune" (see speechssl.downstream.asr.model)
-    adapter: AdapterConfig = field(default_factory=lambda: AdapterConfig(bottleneck="houlsby", bottleneck_dim=64))  # mode adapters
-    adapter_name: str = "asr"  # the adapter's name in the encoder's bank and in adapter.safetensors
-    lr: Optional[float] = None  # learning rate of the encoder's trainable parameters (adapters, or the encoder when fine-tuning); null: optim.lr
-    freeze_steps: int = 0  # finetune: the encoder stays frozen for the first N steps (fairseq freeze_finetune_updates)
-    allow_pickle: bool = False  # the encoder may be a fairseq checkpoint (a pickle: only files you trust)
+class AsrEncoderConfig(UpstreamConfig):
+    """The upstream of an ASR model (:class:`~speechssl.downstream.upstream.UpstreamConfig`)."""
 
-    def __post_init__(self):
-        if self.mode not in MODES:
-            raise ValueError(f"encoder.mode must be one of {', '.join(MODES)}, found {self.mode!r}")
-        if self.freeze_steps < 0:
-            raise ValueError(f"encoder.freeze_steps must be >= 0, found {self.freeze_steps}")
-        if self.lr is not None and not self.lr > 0:
-            raise ValueError(f"encoder.lr must be > 0, found {self.lr}")
+    adapter_name: str = "asr"  # the adapter's name in the encoder's bank and in adapter.safetensors
 
 
 @dataclass
@@ -95,52 +84,14 @@ class CTCHead(nn.Module):
         return self.proj(self.dropout(x))  # (B, T, V)
 
 
-class CTCModel(nn.Module):
-    """Encoder -> interface over its hidden states -> CTC head.
-
-    ``forward(wavs, wav_lens)`` returns ``(logits (B, T, V), lengths (B,))``. While no encoder
-    parameter requires a gradient (frozen mode, or fine-tuning's first ``freeze_steps``), the encoder
-    runs under ``torch.no_grad()``; in frozen mode it also stays in eval mode (no dropout).
-    """
-
-    def __init__(self, encoder: nn.Module, interface: nn.Module, head: CTCHead, mode: str):
-        super().__init__()
-        self.encoder, self.interface, self.head, self.mode = encoder, interface, head, mode
-        self.encoder_grad = any(p.requires_grad for p in encoder.parameters())
-
-    def train(self, mode: bool = True) -> "CTCModel":
-        super().train(mode)
-        if self.mode == "frozen":
-            self.encoder.eval()
-        return self
-
-    def forward(self, wavs: Tensor, wav_lens: Optional[Tensor] = None) -> tuple[Tensor, Tensor]:
-        grad = self.encoder_grad and torch.is_grad_enabled()
-        with contextlib.nullcontext() if grad else torch.no_grad():
-            out = self.encoder.extract_features(wavs, wav_lens)
-        feats = self.interface(out.hidden_states)  # (B, T, C')
-        return self.head(feats, out.lengths), out.lengths
-
-
-def interface_kwargs(cfg: HeadConfig) -> dict:
-    """The interface's keyword arguments from the head config."""
-    return {} if cfg.interface == "last" else {"layer_norm": cfg.interface_layer_norm}
+#: Encoder -> interface -> :class:`CTCHead`; ``forward(wavs, wav_lens)`` returns ``(logits (B, T, V), lengths (B,))``.
+CTCModel = DownstreamModel
 
 
 def build_ctc_model(encoder: nn.Module, enc_cfg: AsrEncoderConfig, head_cfg: HeadConfig, vocab_size: int) -> CTCModel:
     """Set up ``encoder`` for ``enc_cfg.mode`` (the adapter added, unless the encoder already has
     one of that name, and parameters frozen) and put an interface and a head on it."""
-    if enc_cfg.mode == "adapters":
-        if enc_cfg.adapter_name in list_adapters(encoder):  # loaded with its trained weights
-            set_active_adapter(encoder, enc_cfg.adapter_name)
-        else:
-            add_adapter(encoder, enc_cfg.adapter_name, enc_cfg.adapter)
-        freeze(encoder, "frozen")
-    elif enc_cfg.mode == "frozen":
-        freeze(encoder, "frozen")
-    else:
-        freeze(encoder, "frozen_feature_encoder")
-    interface = build_interface(head_cfg.interface, encoder.num_layers + 1, encoder.hidden_size, **interface_kwargs(head_cfg))
-    in_dim = getattr(interface, "output_size", encoder.hidden_size)
-    head = CTCHead(in_dim, vocab_size, head_cfg.kind, head_cfg.hidden_size, head_cfg.num_layers, head_cfg.dropout)
+    setup_upstream(encoder, enc_cfg)
+    interface = build_interface_for(encoder, head_cfg.interface, head_cfg.interface_layer_norm)
+    head = CTCHead(interface_output_size(interface, encoder), vocab_size, head_cfg.kind, head_cfg.hidden_size, head_cfg.num_layers, head_cfg.dropout)
     return CTCModel(encoder, interface, head, enc_cfg.mode)

@@ -1,0 +1,205 @@
+"""What a downstream task runs on (its "upstream"), and the model that puts a head on it.
+
+:class:`UpstreamConfig` picks the upstream:
+
+* ``kind: encoder``: a speech encoder from ``path`` (speechssl checkpoint, Hugging Face folder, or
+  with ``allow_pickle`` a fairseq checkpoint); ``init: random`` keeps its architecture but draws new
+  weights from the run's seed (the baseline that shows what pretraining bought);
+* ``kind: mfcc`` / ``kind: fbank``: Kaldi-compatible MFCC (13 cepstra + deltas + delta-deltas, 39
+  dimensions) or 80 log-mel filterbanks, at 100 frames per second, mean-normalised per utterance
+  (:class:`FeatureUpstream`; no weights).
+
+and how the encoder trains (``mode``): ``frozen`` (it runs without autograd, in eval mode),
+``adapters`` (bottleneck adapters and/or LoRA inside the frozen encoder) or ``finetune`` (all of it
+but the conv front end, optionally after ``freeze_steps`` head-only steps).
+
+:class:`DownstreamModel` is upstream -> interface over all hidden states -> head; the head takes
+frames ``(B, T, C)`` with their lengths and returns what the task needs (CTC logits, a speaker
+embedding, class logits).
+"""
+
+from __future__ import annotations
+
+import contextlib
+from dataclasses import dataclass, field
+from typing import Optional
+
+import torch
+from torch import Tensor, nn
+
+from speechssl.adapters.bank import AdapterConfig, add_adapter, list_adapters, set_active_adapter
+from speechssl.adapters.freeze import freeze
+
+KINDS = ("encoder", "mfcc", "fbank")
+INITS = ("pretrained", "random")
+MODES = ("frozen", "adapters", "finetune")
+FBANK_BINS = 80
+RANDOM_INIT_STREAM = 7  # a random init draws from (run.seed, 7), apart from the head's (run.seed) stream
+
+
+@dataclass
+class UpstreamConfig:
+    kind: str = "encoder"  # "encoder", or the features "mfcc" (39-dim) / "fbank" (80 log-mel) as a baseline without an encoder
+    path: Optional[str] = None  # the encoder: a speechssl checkpoint, a Hugging Face folder, or (allow_pickle) fairseq .pt
+    init: str = "pretrained"  # "pretrained" (the weights in path) or "random" (path's architecture, weights drawn from run.seed)
+    mode: str = "frozen"  # "frozen", "adapters" or "finetune" (see speechssl.downstream.upstream)
+    adapter: AdapterConfig = field(default_factory=lambda: AdapterConfig(bottleneck="houlsby", bottleneck_dim=64))  # mode adapters
+    adapter_name: str = "task"  # the adapter's name in the encoder's bank and in adapter.safetensors
+    lr: Optional[float] = None  # learning rate of the encoder's trainable parameters (adapters, or the encoder when fine-tuning); null: optim.lr
+    freeze_steps: int = 0  # finetune: the encoder stays frozen for the first N steps (fairseq freeze_finetune_updates)
+    allow_pickle: bool = False  # the encoder may be a fairseq checkpoint (a pickle: only files you trust)
+
+    def __post_init__(self):
+        for key, value, valid in (("kind", self.kind, KINDS), ("init", self.init, INITS), ("mode", self.mode, MODES)):
+            if value not in valid:
+                raise ValueError(f"encoder.{key} must be one of {', '.join(valid)}, found {value!r}")
+        if self.kind != "encoder" and self.mode != "frozen":
+            raise ValueError(f"encoder.kind {self.kind!r} has no weights to adapt or fine-tune: encoder.mode must be frozen, found {self.mode!r}")
+        if self.freeze_steps < 0:
+            raise ValueError(f"encoder.freeze_steps must be >= 0, found {self.freeze_steps}")
+        if self.lr is not None and not self.lr > 0:
+            raise ValueError(f"encoder.lr must be > 0, found {self.lr}")
+
+    @property
+    def describe(self) -> str:
+        """A short name of the upstream for tables: ``fbank``, ``mfcc``, ``random``, ``pretrained``."""
+        return self.kind if self.kind != "encoder" else self.init
+
+
+@dataclass
+class FeatureOutput:
+    hidden_states: list[Tensor]  # one tensor (B, T, C)
+    lengths: Tensor  # (B,) frames
+
+
+class FeatureUpstream(nn.Module):
+    """MFCC or log-mel filterbank features behind the encoder contract: ``extract_features(wavs,
+    wav_lens)`` gives ``hidden_states`` = [features (B, T, C)] and ``lengths``; ``num_layers`` 0.
+
+    Each item is computed on its own valid samples (Kaldi's ``snip_edges``: whole 25 ms windows every
+    10 ms) and mean-normalised over its frames; frames past an item's length are zero.
+    """
+
+    def __init__(self, kind: str):
+        super().__init__()
+        if kind not in ("mfcc", "fbank"):
+            raise ValueError(f"feature kind must be mfcc or fbank, found {kind!r}")
+        self.kind = kind
+        self.num_layers = 0
+        self.hidden_size = 39 if kind == "mfcc" else FBANK_BINS
+        self.downsample_rate = 160
+
+    def output_lengths(self, wav_lens: Tensor) -> Tensor:
+        # 400-sample windows every 160 samples (snip_edges)
+        return torch.clamp((wav_lens - 400) // 160 + 1, min=0)
+
+    def _one(self, wav: Tensor) -> Tensor:
+        from torchaudio.compliance.kaldi import fbank
+
+        from speechssl.features.mfcc import mfcc_39
+
+        if self.kind == "mfcc":
+            feats = mfcc_39(wav)  # (T, 39)
+        else:
+            feats = fbank(wav[None].float() * 32768, num_mel_bins=FBANK_BINS, sample_frequency=16000, dither=0.0)  # (T, 80)
+        return feats - feats.mean(0, keepdim=True)
+
+    @torch.no_grad()
+    def extract_features(self, wavs: Tensor, wav_lens: Optional[Tensor] = None) -> FeatureOutput:
+        if wavs.dim() != 2:
+            raise ValueError(f"expected waveforms of shape (batch, samples), found {tuple(wavs.shape)}")
+        if wav_lens is None:
+            wav_lens = torch.full((wavs.shape[0],), wavs.shape[1], dtype=torch.long)
+        lens = wav_lens.tolist()
+        if min(lens) < 400:
+            raise ValueError(f"an input of {min(lens)} samples is shorter than one 25 ms window: it gives no frames")
+        feats = [self._one(wavs[i, :n].float().cpu()) for i, n in enumerate(lens)]
+        lengths = torch.tensor([f.shape[0] for f in feats], dtype=torch.long)
+        out = wavs.new_zeros((len(feats), int(lengths.max()), self.hidden_size), dtype=torch.float32)  # (B, T, C)
+        for i, f in enumerate(feats):
+            out[i, : f.shape[0]] = f.to(out.device)
+        return FeatureOutput([out], lengths.to(wavs.device))
+
+
+def load_upstream(cfg: UpstreamConfig, seed: int = 0) -> nn.Module:
+    """The upstream module of ``cfg`` (see the module doc); a random ``init`` is drawn from ``seed``."""
+    if cfg.kind != "encoder":
+        return FeatureUpstream(cfg.kind)
+    if not cfg.path:
+        raise ValueError("encoder.path is not set: give the encoder to train on (--encoder PATH), or encoder.kind=mfcc|fbank")
+    from speechssl import load_encoder
+
+    encoder = load_encoder(cfg.path, allow_pickle=cfg.allow_pickle)
+    if cfg.init == "random":
+        from speechssl.models.encoder import build_encoder
+        from speechssl.pretrain.trainer import derived_seed
+
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(derived_seed(seed, RANDOM_INIT_STREAM))
+            encoder = build_encoder(encoder.config).eval()
+    return encoder
+
+
+def upstream_fingerprint(upstream: nn.Module) -> str:
+    """Which upstream a model was trained on: the encoder's weight fingerprint, or the feature kind."""
+    if isinstance(upstream, FeatureUpstream):
+        return f"features:{upstream.kind}"
+    from speechssl.features.layer import encoder_fingerprint
+
+    return encoder_fingerprint(upstream)
+
+
+def setup_upstream(encoder: nn.Module, cfg: UpstreamConfig) -> None:
+    """Set up ``encoder`` for ``cfg.mode``: the adapter added (or, if the encoder already has one of
+    that name, activated) and the right parameters frozen."""
+    if isinstance(encoder, FeatureUpstream):
+        return
+    if cfg.mode == "adapters":
+        if cfg.adapter_name in list_adapters(encoder):  # loaded with its trained weights
+            set_active_adapter(encoder, cfg.adapter_name)
+        else:
+            add_adapter(encoder, cfg.adapter_name, cfg.adapter)
+        freeze(encoder, "frozen")
+    elif cfg.mode == "frozen":
+        freeze(encoder, "frozen")
+    else:
+        freeze(encoder, "frozen_feature_encoder")
+
+
+def build_interface_for(encoder: nn.Module, name: str, layer_norm: bool = False) -> nn.Module:
+    """An interface over all of ``encoder``'s hidden states (``name`` from speechssl.interfaces)."""
+    from speechssl.interfaces import build_interface
+
+    kwargs = {} if name == "last" else {"layer_norm": layer_norm}
+    return build_interface(name, encoder.num_layers + 1, encoder.hidden_size, **kwargs)
+
+
+def interface_output_size(interface: nn.Module, encoder: nn.Module) -> int:
+    return getattr(interface, "output_size", encoder.hidden_size)
+
+
+class DownstreamModel(nn.Module):
+    """Upstream -> interface over its hidden states -> head.
+
+    ``forward(wavs, wav_lens)`` returns ``(head output, frame lengths (B,))``. While no encoder
+    parameter requires a gradient (frozen mode, or fine-tuning's first ``freeze_steps``), the encoder
+    runs under ``torch.no_grad()``; in frozen mode it also stays in eval mode (no dropout).
+    """
+
+    def __init__(self, encoder: nn.Module, interface: nn.Module, head: nn.Module, mode: str):
+        super().__init__()
+        self.encoder, self.interface, self.head, self.mode = encoder, interface, head, mode
+        self.encoder_grad = any(p.requires_grad for p in encoder.parameters())
+
+    def train(self, mode: bool = True) -> "DownstreamModel":
+        super().train(mode)
+        if self.mode == "frozen":
+            self.encoder.eval()
+        return self
+
+    def forward(self, wavs: Tensor, wav_lens: Optional[Tensor] = None):
+        grad = self.encoder_grad and torch.is_grad_enabled()
+        with contextlib.nullcontext() if grad else torch.no_grad():
+            out = self.encoder.extract_features(wavs, wav_lens)
+        feats = self.interface(out.hidden_states)  # (B, T, C')
+        return self.head(feats, out.lengths), out.lengths
