@@ -291,3 +291,19 @@ def test_cli_sv_er(mini_corpus, encoder_path, tmp_path, capsys):
     assert "no trained model" in capsys.readouterr().err
     assert main(["sv", "evaluate", str(er), "--trials", str(mini_corpus / "trials_test.txt"), "--out", str(tmp_path / "x")]) == 1
     assert "not a speechssl speaker verification model" in capsys.readouterr().err
+
+
+def test_sv_adapters_store_only_the_adapter(mini_corpus, encoder_path, tmp_path):
+    from speechssl.adapters.bank import iter_adapter_parameters
+
+    exp = tmp_path / "ad"
+    trainer = SvTrainer(_sv_config(mini_corpus, f"encoder.path={encoder_path}", "encoder.mode=adapters", "encoder.adapter.bottleneck_dim=4",
+                                   "optim.max_steps=2", "data.valid_trials=null"), exp)
+    adapter_ids = {id(p) for _, _, p in iter_adapter_parameters(trainer.model.encoder)}
+    assert adapter_ids and all(p.requires_grad == (id(p) in adapter_ids) for p in trainer.model.encoder.parameters())
+    trainer.train()
+    assert (exp / "adapter.safetensors").is_file() and not (exp / "encoder.safetensors").exists()
+    model, cfg = load_sv_model(exp)
+    trainer.model.eval()
+    wav = torch.randn(2, 12000) * 0.1
+    torch.testing.assert_close(model(wav)[0], trainer.model(wav)[0])

@@ -9,8 +9,8 @@ import argparse
 import sys
 from pathlib import Path
 
-from speechssl.cli.common import add_subcommand, add_verbosity, make_parser, non_negative_int, positive_float, positive_int, user_errors
-from speechssl.cli.downstream import add_results_command, add_train_command, dispatch, run_train
+from speechssl.cli.common import add_subcommand, add_verbosity, make_parser, non_negative_int, positive_int, user_errors
+from speechssl.cli.downstream import add_input_options, add_results_command, add_train_command, dispatch, results_handler, run_train
 
 EXAMPLES = """speechssl asr train --config recipes/asr/frozen.yaml --corpus data/mini --encoder exp/tiny_hubert.safetensors --exp exp/asr/frozen data.languages=[en] head.hidden_size=32 optim.max_steps=4 run.valid_every=2 run.progress=false
 speechssl asr train --config recipes/asr/adapters.yaml --corpus data/mini --encoder exp/tiny_hubert.safetensors --exp exp/asr/adapters data.languages=[en] optim.max_steps=2 run.progress=false
@@ -53,16 +53,12 @@ def get_parser() -> argparse.ArgumentParser:
     )
     de.add_argument("exp", type=Path, metavar="EXP", help="experiment folder of 'speechssl asr train'")
     de.add_argument("--out", type=Path, required=True, help="output folder")
-    de.add_argument("--corpus", default=None, help="corpus folder (default: the one the model was trained on)")
-    de.add_argument("--split", default="test", help="split to decode (default: test)")
+    add_input_options(de, "split to decode (default: test)")
     de.add_argument("--beam", type=positive_int, default=1, help="beam size; 1 with no LM is greedy decoding (default: 1)")
     de.add_argument("--lm-order", type=non_negative_int, default=0, help="word n-gram LM of the training transcripts, this order (0: none)")
     de.add_argument("--lm-weight", type=float, default=0.5, help="weight of the LM's log-probability per word (default: 0.5)")
     de.add_argument("--word-bonus", type=float, default=0.0, help="score added per word in beam search (default: 0)")
     de.add_argument("--prune-top-k", type=positive_int, default=16, help="beam search: tokens tried per frame (default: 16)")
-    de.add_argument("--device", default="auto", help="auto, cpu or cuda[:N] (default: auto)")
-    de.add_argument("--max-duration", type=positive_float, default=None, help="seconds of audio per batch (default: the training run's)")
-    de.add_argument("--strict", action="store_true", help="fail on an unreadable recording instead of reporting and skipping it")
     add_verbosity(de)
 
     re_ = add_results_command(
@@ -98,8 +94,7 @@ def _decode(args, argv=None) -> int:
 def _results(args, argv=None) -> int:
     from speechssl.downstream.asr.results import write_results
 
-    print(write_results(args.rows, args.out, args.title, args.notes), end="")
-    return 0
+    return results_handler(write_results)(args)
 
 
 @user_errors("asr")

@@ -9,7 +9,7 @@ import shlex
 from pathlib import Path
 from typing import Callable
 
-from speechssl.cli.common import add_subcommand, add_verbosity, positive_int, setup_logging
+from speechssl.cli.common import add_subcommand, add_verbosity, positive_float, positive_int, setup_logging
 from speechssl.config import add_config_args, config_to_yaml, resolve_config
 
 
@@ -54,6 +54,25 @@ def run_train(args, argv: list[str], verb: str, config_cls, trainer_cls) -> int:
     if metrics:
         print(" ".join(f"{k}={v:.4g}" for k, v in metrics.items()))
     return 0
+
+
+def add_input_options(p: argparse.ArgumentParser, split_help: str) -> None:
+    """The options of commands that run a trained model over a corpus split (decode, evaluate)."""
+    p.add_argument("--corpus", default=None, help="corpus folder (default: the one the model was trained on)")
+    p.add_argument("--split", default="test", help=split_help)
+    p.add_argument("--device", default="auto", help="auto, cpu or cuda[:N] (default: auto)")
+    p.add_argument("--max-duration", type=positive_float, default=None, help="seconds of audio per batch (default: the training run's)")
+    p.add_argument("--strict", action="store_true", help="fail on an unreadable recording instead of reporting and skipping it")
+
+
+def results_handler(write_results: Callable) -> Callable:
+    """The ``results`` command's handler: print the page ``write_results(rows, out, title, notes)`` wrote."""
+
+    def handler(args, argv=None) -> int:
+        print(write_results(args.rows, args.out, args.title, args.notes), end="")
+        return 0
+
+    return handler
 
 
 def add_results_command(sub, description: str, example: str, default_title: str) -> argparse.ArgumentParser:

@@ -8,8 +8,8 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from speechssl.cli.common import add_subcommand, add_verbosity, make_parser, positive_float, user_errors
-from speechssl.cli.downstream import add_results_command, add_train_command, dispatch, run_train
+from speechssl.cli.common import add_subcommand, add_verbosity, make_parser, user_errors
+from speechssl.cli.downstream import add_input_options, add_results_command, add_train_command, dispatch, results_handler, run_train
 
 EXAMPLES = """speechssl er train --config recipes/er/mini_mlp.yaml --corpus data/mini --encoder exp/tiny_hubert.safetensors --exp exp/er/pretrained head.projection_dim=32 head.hidden_size=32 optim.max_steps=4 run.valid_every=2 run.progress=false
 speechssl er train --config recipes/er/mini_mlp.yaml --corpus data/mini --exp exp/er/mfcc encoder.kind=mfcc optim.max_steps=4 run.progress=false
@@ -49,11 +49,7 @@ def get_parser():
     )
     ev.add_argument("exp", type=Path, metavar="EXP", help="experiment folder of 'speechssl er train'")
     ev.add_argument("--out", type=Path, required=True, help="output folder")
-    ev.add_argument("--corpus", default=None, help="corpus folder (default: the one the model was trained on)")
-    ev.add_argument("--split", default="test", help="split to classify (default: test)")
-    ev.add_argument("--device", default="auto", help="auto, cpu or cuda[:N] (default: auto)")
-    ev.add_argument("--max-duration", type=positive_float, default=None, help="seconds of audio per batch (default: the training run's)")
-    ev.add_argument("--strict", action="store_true", help="fail on an unreadable recording instead of reporting and skipping it")
+    add_input_options(ev, "split to classify (default: test)")
     add_verbosity(ev)
     re_ = add_results_command(
         sub,
@@ -85,8 +81,7 @@ def _evaluate(args, argv=None) -> int:
 def _results(args, argv=None) -> int:
     from speechssl.downstream.er.results import write_results
 
-    print(write_results(args.rows, args.out, args.title, args.notes), end="")
-    return 0
+    return results_handler(write_results)(args)
 
 
 @user_errors("er")

@@ -8,8 +8,8 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from speechssl.cli.common import add_subcommand, add_verbosity, make_parser, positive_float, positive_int, user_errors
-from speechssl.cli.downstream import add_results_command, add_train_command, dispatch, run_train
+from speechssl.cli.common import add_subcommand, add_verbosity, make_parser, positive_int, user_errors
+from speechssl.cli.downstream import add_input_options, add_results_command, add_train_command, dispatch, results_handler, run_train
 
 EXAMPLES = """speechssl sv train --config recipes/sv/mini_xvector.yaml --corpus data/mini --encoder exp/tiny_hubert.safetensors --exp exp/sv/pretrained data.valid_trials=data/mini/trials_dev.txt head.channels=32 head.stats_channels=64 head.embedding_dim=32 optim.max_steps=4 run.valid_every=2 run.progress=false
 speechssl sv train --config recipes/sv/mini_xvector.yaml --corpus data/mini --exp exp/sv/fbank encoder.kind=fbank head.channels=32 head.stats_channels=64 head.embedding_dim=32 optim.max_steps=4 run.progress=false
@@ -60,15 +60,11 @@ def get_parser():
     ev.add_argument("exp", type=Path, metavar="EXP", help="experiment folder of 'speechssl sv train'")
     ev.add_argument("--trials", type=Path, required=True, help="trial list (VoxCeleb format)")
     ev.add_argument("--out", type=Path, required=True, help="output folder")
-    ev.add_argument("--corpus", default=None, help="corpus folder (default: the one the model was trained on)")
-    ev.add_argument("--split", default="test", help="split holding the trials' utterances (default: test)")
+    add_input_options(ev, "split holding the trials' utterances (default: test)")
     ev.add_argument("--asnorm", type=_bool, default=False, metavar="{true,false}", help="also score with adaptive symmetric score normalisation (default: false)")
     ev.add_argument("--cohort-split", default=None, help="AS-norm cohort split (default: the first training split of the training corpus)")
     ev.add_argument("--cohort-size", type=positive_int, default=5000, help="AS-norm cohort utterances, a seeded sample (default: 5000)")
     ev.add_argument("--top-k", type=positive_int, default=300, help="AS-norm: the top-k cohort scores per side (default: 300)")
-    ev.add_argument("--device", default="auto", help="auto, cpu or cuda[:N] (default: auto)")
-    ev.add_argument("--max-duration", type=positive_float, default=None, help="seconds of audio per batch (default: the training run's)")
-    ev.add_argument("--strict", action="store_true", help="fail on an unreadable recording instead of reporting and skipping it")
     add_verbosity(ev)
     re_ = add_results_command(
         sub,
@@ -106,8 +102,7 @@ def _evaluate(args, argv=None) -> int:
 def _results(args, argv=None) -> int:
     from speechssl.downstream.sv.results import write_results
 
-    print(write_results(args.rows, args.out, args.title, args.notes), end="")
-    return 0
+    return results_handler(write_results)(args)
 
 
 @user_errors("sv")
