@@ -6,8 +6,9 @@
   with ``allow_pickle`` a fairseq checkpoint); ``init: random`` keeps its architecture but draws new
   weights from the run's seed (the baseline that shows what pretraining bought);
 * ``kind: mfcc`` / ``kind: fbank``: Kaldi-compatible MFCC (13 cepstra + deltas + delta-deltas, 39
-  dimensions) or 80 log-mel filterbanks, at 100 frames per second, mean-normalised per utterance
-  (:class:`FeatureUpstream`; no weights).
+  dimensions) or 80 log-mel filterbanks, at 100 frames per second, as Kaldi computes them (no
+  normalisation: a head that wants cepstral mean normalisation does it, as the x-vector head does;
+  :class:`FeatureUpstream`, no weights).
 
 and how the encoder trains (``mode``): ``frozen`` (it runs without autograd, in eval mode),
 ``adapters`` (bottleneck adapters and/or LoRA inside the frozen encoder) or ``finetune`` (all of it
@@ -77,7 +78,7 @@ class FeatureUpstream(nn.Module):
     wav_lens)`` gives ``hidden_states`` = [features (B, T, C)] and ``lengths``; ``num_layers`` 0.
 
     Each item is computed on its own valid samples (Kaldi's ``snip_edges``: whole 25 ms windows every
-    10 ms) and mean-normalised over its frames; frames past an item's length are zero.
+    10 ms); frames past an item's length are zero.
     """
 
     def __init__(self, kind: str):
@@ -102,7 +103,7 @@ class FeatureUpstream(nn.Module):
             feats = mfcc_39(wav)  # (T, 39)
         else:
             feats = fbank(wav[None].float() * 32768, num_mel_bins=FBANK_BINS, sample_frequency=16000, dither=0.0)  # (T, 80)
-        return feats - feats.mean(0, keepdim=True)
+        return feats
 
     @torch.no_grad()
     def extract_features(self, wavs: Tensor, wav_lens: Optional[Tensor] = None) -> FeatureOutput:
@@ -143,7 +144,7 @@ def load_upstream(cfg: UpstreamConfig, seed: int = 0) -> nn.Module:
 def upstream_fingerprint(upstream: nn.Module) -> str:
     """Which upstream a model was trained on: the encoder's weight fingerprint, or the feature kind."""
     if isinstance(upstream, FeatureUpstream):
-        return f"features:{upstream.kind}"
+        return f"features:{upstream.kind}:kaldi"
     from speechssl.features.layer import encoder_fingerprint
 
     return encoder_fingerprint(upstream)

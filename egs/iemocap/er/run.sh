@@ -51,27 +51,7 @@ seed=0                       # training seed (run.seed)
 dry_run=false                # true: print the commands of the selected stages, run and write nothing
 # ----
 
-usage() {
-  sed -n '2,/^set /p' "$0" | grep '^#' | sed 's/^# \{0,1\}//'
-  echo "Options (default):"
-  sed -n '/^# ---- defaults/,/^# ----$/p' "$0" | grep -E '^[a-z_0-9]+=' |
-    sed -E 's/^([a-z_0-9]+)=("[^"]*"|[^ ]*) *# *(.*)$/  --\1 (\2)  \3/'
-}
-cmdline="$0 $*"
-while [ $# -gt 0 ]; do
-  case "$1" in
-    -h|--help) usage; exit 0 ;;
-    --*=*) name="${1%%=*}"; name="${name#--}"; value="${1#*=}"; shift ;;
-    --*) name="${1#--}"; [ $# -ge 2 ] || { echo "run.sh: $1 needs a value" >&2; exit 2; }; value="$2"; shift 2 ;;
-    *) echo "run.sh: unexpected argument '$1' (see --help)" >&2; exit 2 ;;
-  esac
-  name="${name//-/_}"
-  case "$name" in
-    stage|stop_stage|corpus_dir|data|exp|encoder|systems|configs|config|sessions|folds|nj|seed|dry_run)
-      printf -v "$name" '%s' "$value" ;;
-    *) echo "run.sh: unknown option --$name (see --help)" >&2; exit 2 ;;
-  esac
-done
+. "$(dirname "$0")/../../lib/parse_options.sh"  # --help, --name value for each default above; cmdline
 case "$dry_run" in true|false) ;; *) echo "run.sh: --dry_run must be true or false, found '$dry_run'" >&2; exit 2 ;; esac
 for name in stage stop_stage nj seed; do
   if ! [[ "${!name}" =~ ^[0-9]+$ ]]; then echo "run.sh: --$name must be a whole number, found '${!name}'" >&2; exit 2; fi

@@ -44,27 +44,7 @@ title=""                     # heading of RESULTS.md (empty: made from the setti
 configs=../../../recipes/asr # folder of the mini_<mode>.yaml configs
 # ----
 
-usage() {
-  sed -n '2,/^set /p' "$0" | grep '^#' | sed 's/^# \{0,1\}//'
-  echo "Options (default):"
-  sed -n '/^# ---- defaults/,/^# ----$/p' "$0" | grep -E '^[a-z_]+=' |
-    sed -E 's/^([a-z_]+)=("[^"]*"|[^ ]*) *# *(.*)$/  --\1 (\2)  \3/'
-}
-cmdline="$0 $*"
-while [ $# -gt 0 ]; do
-  case "$1" in
-    -h|--help) usage; exit 0 ;;
-    --*=*) name="${1%%=*}"; name="${name#--}"; value="${1#*=}"; shift ;;
-    --*) name="${1#--}"; [ $# -ge 2 ] || { echo "run.sh: $1 needs a value" >&2; exit 2; }; value="$2"; shift 2 ;;
-    *) echo "run.sh: unexpected argument '$1' (see --help)" >&2; exit 2 ;;
-  esac
-  name="${name//-/_}"
-  case "$name" in
-    stage|stop_stage|data|exp|hours|tiny|seed|nj|lang|budget_minutes|encoder|pretrain_languages|modes|steps|beam|lm_order|title|configs)
-      printf -v "$name" '%s' "$value" ;;
-    *) echo "run.sh: unknown option --$name (see --help)" >&2; exit 2 ;;
-  esac
-done
+. "$(dirname "$0")/../../lib/parse_options.sh"  # --help, --name value for each default above; cmdline
 if [ "$tiny" = true ] && [ -z "$steps" ]; then steps=20; fi
 read -ra mode_list <<< "$modes"
 read -ra pretrain_list <<< "$pretrain_languages"

@@ -38,28 +38,7 @@ topic_weight=0.1             # weight of HuBERTopic's topic loss (0: plain HuBER
 config=../../../recipes/pretrain/mini.yaml  # pretraining config, relative to this folder (tiny: recipes/pretrain/tiny.yaml)
 # ----
 
-usage() {
-  sed -n '2,/^set /p' "$0" | grep '^#' | sed 's/^# \{0,1\}//'
-  echo "Options (default):"
-  sed -n '/^# ---- defaults/,/^# ----$/p' "$0" | grep -E '^[a-z_]+=' |
-    sed -E 's/^([a-z_]+)=("[^"]*"|[^ ]*) *# *(.*)$/  --\1 (\2)  \3/'
-}
-cmdline="$0 $*"
-declare -A given=()
-while [ $# -gt 0 ]; do
-  case "$1" in
-    -h|--help) usage; exit 0 ;;
-    --*=*) name="${1%%=*}"; name="${name#--}"; value="${1#*=}"; shift ;;
-    --*) name="${1#--}"; [ $# -ge 2 ] || { echo "run.sh: $1 needs a value" >&2; exit 2; }; value="$2"; shift 2 ;;
-    *) echo "run.sh: unexpected argument '$1' (see --help)" >&2; exit 2 ;;
-  esac
-  name="${name//-/_}"
-  case "$name" in
-    stage|stop_stage|data|exp|hours|corpus|tiny|seed|nj|feature_types|layers|clusters|steps|topics|topic_weight|config)
-      printf -v "$name" '%s' "$value"; given[$name]=1 ;;
-    *) echo "run.sh: unknown option --$name (see --help)" >&2; exit 2 ;;
-  esac
-done
+. "$(dirname "$0")/../../lib/parse_options.sh"  # --help, --name value for each default above; cmdline
 
 if [ "$tiny" = true ]; then  # the CI-sized defaults, for the options the command line left alone
   for setting in "layers=0 1" "clusters=20 30" "steps=30 30" "topics=4" "config=../../../recipes/pretrain/tiny.yaml"; do
