@@ -310,3 +310,22 @@ def test_sv_adapters_store_only_the_adapter(mini_corpus, encoder_path, tmp_path)
     trainer.model.eval()
     wav = torch.randn(2, 12000) * 0.1
     torch.testing.assert_close(model(wav)[0], trainer.model(wav)[0])
+
+
+def test_hidden_state_norm_is_measured_on_training_data_and_saved(mini_corpus, tmp_path):
+    from speechssl.data.dataset import load_cut_audio
+
+    exp = tmp_path / "norm"
+    cfg = _er_config(mini_corpus, "encoder.kind=fbank", "encoder.normalize=true", "encoder.normalize_utterances=5", "optim.max_steps=2", "data.valid_split=null")
+    trainer = ErTrainer(cfg, exp)
+    feats = [FeatureUpstream("fbank")._one(torch.from_numpy(load_cut_audio(c))) for c in list(trainer.train_cuts)[:5]]
+    frames = torch.cat(feats).double()
+    torch.testing.assert_close(trainer.model.norm.mean[0], frames.mean(0).float(), rtol=1e-4, atol=1e-4)
+    torch.testing.assert_close(trainer.model.norm.std[0], frames.std(0, unbiased=False).float(), rtol=1e-4, atol=1e-4)
+    trainer.train()
+    model, _, _ = load_er_model(exp)
+    torch.testing.assert_close(model.norm.mean, trainer.model.norm.mean)
+    torch.testing.assert_close(model.norm.std, trainer.model.norm.std)
+    wav = torch.randn(1, 16000) * 0.1
+    trainer.model.eval()
+    torch.testing.assert_close(model(wav)[0], trainer.model(wav)[0])

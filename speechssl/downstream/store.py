@@ -1,6 +1,7 @@
 """A trained downstream model on disk, in its experiment folder (every task the same way).
 
-* ``model.safetensors``: the interface and head weights (``interface.*``, ``head.*``); its metadata
+* ``model.safetensors``: the interface and head weights (``interface.*``, ``head.*``; ``norm.*``, the
+  hidden-state statistics, with ``encoder.normalize``); its metadata
   holds the format (one per task), the resolved training config, the mode, the fingerprint of the
   upstream the model was trained on, and what the task adds (the ASR vocabulary's file name, the
   class names). Written last: its presence marks a finished run.
@@ -51,6 +52,8 @@ def save_downstream_model(
     atomic_write_text(exp / "summary.json", json.dumps(summary, indent=1) + "\n")
     state = {f"interface.{k}": v for k, v in model.interface.state_dict().items()}
     state.update({f"head.{k}": v for k, v in model.head.state_dict().items()})
+    if model.norm is not None:
+        state.update({f"norm.{k}": v for k, v in model.norm.state_dict().items()})
     meta = {
         "format": fmt,
         "format_version": str(FORMAT_VERSION),
@@ -111,7 +114,8 @@ def load_downstream_model(
             load_adapter(upstream, exp / "adapter.safetensors", cfg.encoder.adapter_name)
     model = build(upstream, cfg, meta)
     state = load_file(str(exp / MODEL_FILE))
-    for prefix, part in (("interface.", model.interface), ("head.", model.head)):
+    parts = [("interface.", model.interface), ("head.", model.head)] + ([("norm.", model.norm)] if model.norm is not None else [])
+    for prefix, part in parts:
         part.load_state_dict({k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)})
     return model.to(device).eval(), cfg, meta
 

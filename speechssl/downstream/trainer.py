@@ -72,6 +72,10 @@ class DownstreamTrainer:
         self.prepare(upstream)
         torch.manual_seed(run.seed)  # the interface's and head's initial weights
         self.model = self.build_model(upstream).to(self.device)
+        self.ckpt_dir = self.exp / "checkpoints"
+        resuming = run.resume and latest_checkpoint(self.ckpt_dir) is not None
+        if getattr(self.model, "norm", None) is not None and not resuming:
+            self.measure_norm()
         self.report = trainable_report(self.model)
         log.info("%s", self.report)
         encoder_params = [p for p in self.model.encoder.parameters() if p.requires_grad]
@@ -86,7 +90,6 @@ class DownstreamTrainer:
         self.scaler = torch.amp.GradScaler("cuda", enabled=run.precision == "fp16")
         self.step, self.epoch, self.batches_in_epoch = 0, 0, 0
         self.audio_seconds, self.train_seconds = 0.0, 0.0
-        self.ckpt_dir = self.exp / "checkpoints"
         if run.resume and (ckpt := latest_checkpoint(self.ckpt_dir)) is not None:
             self.load_state(ckpt)
         self.metrics_log = MetricsLog(self.exp)
@@ -100,9 +103,10 @@ class DownstreamTrainer:
         """The model to train: a :class:`~speechssl.downstream.upstream.DownstreamModel` (``.encoder``)."""
         raise NotImplementedError
 
-    def make_dataset(self, train: bool) -> torch.utils.data.Dataset:
+    def make_dataset(self, train: bool, crop: bool = True) -> torch.utils.data.Dataset:
         """A map dataset indexed by ``(epoch, index, cuts)`` returning a batch with ``wavs``,
-        ``wav_lens``, ``epoch``, ``index``, ``seconds``, ``to(device)`` and ``len()``."""
+        ``wav_lens``, ``epoch``, ``index``, ``seconds``, ``to(device)`` and ``len()``; of the training
+        data (``crop``: with its random crops, if any) or of the validation data."""
         raise NotImplementedError
 
     def compute_loss(self, batch) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
@@ -182,10 +186,24 @@ class DownstreamTrainer:
             self.epoch, self.batches_in_epoch = batch.epoch, batch.index + 1
             yield batch
 
-    def eval_batches(self, cuts) -> Iterator:
-        """Batches of ``cuts`` in order, whole utterances (no shuffling, cropping or dropping)."""
+    def eval_batches(self, cuts, train_data: bool = False) -> Iterator:
+        """Batches of ``cuts`` in order, whole utterances (no shuffling, cropping or dropping); of
+        the validation data, or with ``train_data`` of the training data."""
         cfg = SamplerConfig(**{**to_dict(self.cfg.sampler), "shuffle": False, "drop_last": False})
-        yield from self.loader(self.make_dataset(train=False), make_sampler(cuts, cfg, world_size=1, rank=0))
+        dataset = self.make_dataset(train=False) if not train_data else self.make_dataset(train=True, crop=False)
+        yield from self.loader(dataset, make_sampler(cuts, cfg, world_size=1, rank=0))
+
+    def measure_norm(self) -> None:
+        """The hidden-state statistics of ``encoder.normalize``, from the first
+        ``encoder.normalize_utterances`` training utterances (whole, before any training)."""
+        from lhotse import CutSet
+
+        from speechssl.downstream.upstream import measure_hidden_state_stats
+
+        cuts = CutSet.from_cuts(list(self.train_cuts)[: self.cfg.encoder.normalize_utterances])
+        self.model.eval()
+        frames = measure_hidden_state_stats(self.model.encoder, self.eval_batches(cuts, train_data=True), self.model.norm, self.device)
+        log.info("hidden-state statistics from %d utterances (%d frames)", len(cuts), frames)
 
     # ---- steps ----
     def autocast(self):

@@ -49,8 +49,12 @@ class UpstreamConfig:
     lr: Optional[float] = None  # learning rate of the encoder's trainable parameters (adapters, or the encoder when fine-tuning); null: optim.lr
     freeze_steps: int = 0  # finetune: the encoder stays frozen for the first N steps (fairseq freeze_finetune_updates)
     allow_pickle: bool = False  # the encoder may be a fairseq checkpoint (a pickle: only files you trust)
+    normalize: bool = False  # standardise each hidden state's channels by their mean and std over training utterances, measured once before training
+    normalize_utterances: int = 500  # how many training utterances (the first ones in manifest order) those statistics come from
 
     def __post_init__(self):
+        if self.normalize_utterances < 1:
+            raise ValueError(f"encoder.normalize_utterances must be >= 1, found {self.normalize_utterances}")
         for key, value, valid in (("kind", self.kind, KINDS), ("init", self.init, INITS), ("mode", self.mode, MODES)):
             if value not in valid:
                 raise ValueError(f"encoder.{key} must be one of {', '.join(valid)}, found {value!r}")
@@ -179,17 +183,59 @@ def interface_output_size(interface: nn.Module, encoder: nn.Module) -> int:
     return getattr(interface, "output_size", encoder.hidden_size)
 
 
+class HiddenStateNorm(nn.Module):
+    """Fixed per-layer, per-channel standardisation of hidden states (global CMVN, as Kaldi and
+    SpeechBrain normalise network inputs): ``(h_l - mean_l) / std_l``. The statistics are buffers,
+    measured on training data by :func:`measure_hidden_state_stats` and saved with the model.
+
+    Features such as log-mel filterbanks sit far from zero, and a randomly initialised encoder's
+    hidden states are nearly the same vector in every frame; both train poorly until standardised."""
+
+    def __init__(self, num_states: int, dim: int):
+        super().__init__()
+        self.register_buffer("mean", torch.zeros(num_states, dim))
+        self.register_buffer("std", torch.ones(num_states, dim))
+
+    def forward(self, hidden_states):
+        return [(h - m) / s for h, m, s in zip(hidden_states, self.mean.to(hidden_states[0].dtype), self.std.to(hidden_states[0].dtype))]
+
+
+@torch.no_grad()
+def measure_hidden_state_stats(encoder: nn.Module, batches, norm: HiddenStateNorm, device) -> int:
+    """Set ``norm``'s statistics from the valid frames of ``batches`` (each with ``wavs`` and
+    ``wav_lens``); returns the number of frames measured."""
+    from speechssl.models.components import length_mask
+
+    total, sq, frames = None, None, 0
+    for batch in batches:
+        b = batch.to(device)
+        out = encoder.extract_features(b.wavs, b.wav_lens)
+        valid = length_mask(out.lengths, out.hidden_states[0].shape[1])[..., None].float()  # (B, T, 1)
+        h = torch.stack([x.float() * valid for x in out.hidden_states])  # (L, B, T, C)
+        s, q = h.sum((1, 2)).double(), h.square().sum((1, 2)).double()  # (L, C)
+        total, sq = (s, q) if total is None else (total + s, sq + q)
+        frames += int(valid.sum())
+    if not frames:
+        raise ValueError("no frames to measure the hidden-state statistics on")
+    mean = total / frames
+    std = (sq / frames - mean.square()).clamp(min=1e-10).sqrt().clamp(min=1e-5)
+    norm.mean.copy_(mean.float())
+    norm.std.copy_(std.float())
+    return frames
+
+
 class DownstreamModel(nn.Module):
-    """Upstream -> interface over its hidden states -> head.
+    """Upstream -> (optional fixed standardisation) -> interface over its hidden states -> head.
 
     ``forward(wavs, wav_lens)`` returns ``(head output, frame lengths (B,))``. While no encoder
     parameter requires a gradient (frozen mode, or fine-tuning's first ``freeze_steps``), the encoder
     runs under ``torch.no_grad()``; in frozen mode it also stays in eval mode (no dropout).
     """
 
-    def __init__(self, encoder: nn.Module, interface: nn.Module, head: nn.Module, mode: str):
+    def __init__(self, encoder: nn.Module, interface: nn.Module, head: nn.Module, mode: str, normalize: bool = False):
         super().__init__()
         self.encoder, self.interface, self.head, self.mode = encoder, interface, head, mode
+        self.norm = HiddenStateNorm(encoder.num_layers + 1, encoder.hidden_size) if normalize else None
         self.encoder_grad = any(p.requires_grad for p in encoder.parameters())
 
     def train(self, mode: bool = True) -> "DownstreamModel":
@@ -202,5 +248,6 @@ class DownstreamModel(nn.Module):
         grad = self.encoder_grad and torch.is_grad_enabled()
         with contextlib.nullcontext() if grad else torch.no_grad():
             out = self.encoder.extract_features(wavs, wav_lens)
-        feats = self.interface(out.hidden_states)  # (B, T, C')
+        states = out.hidden_states if self.norm is None else self.norm(out.hidden_states)
+        feats = self.interface(states)  # (B, T, C')
         return self.head(feats, out.lengths), out.lengths

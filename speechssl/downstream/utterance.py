@@ -216,10 +216,10 @@ class UtteranceTrainer(DownstreamTrainer):
     def prepare_valid(self) -> None:
         raise NotImplementedError
 
-    def make_dataset(self, train: bool) -> UtteranceDataset:
+    def make_dataset(self, train: bool, crop: bool = True) -> UtteranceDataset:
         d = self.cfg.data
-        crop = int(round(d.crop_seconds * 16000)) if train else 0
-        return UtteranceDataset(self.train_labels if train else self.valid_labels, crop_samples=crop, seed=self.cfg.run.seed, strict=d.strict)
+        samples = int(round(d.crop_seconds * 16000)) if train and crop else 0
+        return UtteranceDataset(self.train_labels if train else self.valid_labels, crop_samples=samples, seed=self.cfg.run.seed, strict=d.strict)
 
     def predict(self, cuts: CutSet):
         """Head outputs over whole utterances of ``cuts``: ``(cut ids, (N, ...) tensor)``."""

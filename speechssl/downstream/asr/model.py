@@ -94,4 +94,4 @@ def build_ctc_model(encoder: nn.Module, enc_cfg: AsrEncoderConfig, head_cfg: Hea
     setup_upstream(encoder, enc_cfg)
     interface = build_interface_for(encoder, head_cfg.interface, head_cfg.interface_layer_norm)
     head = CTCHead(interface_output_size(interface, encoder), vocab_size, head_cfg.kind, head_cfg.hidden_size, head_cfg.num_layers, head_cfg.dropout)
-    return CTCModel(encoder, interface, head, enc_cfg.mode)
+    return CTCModel(encoder, interface, head, enc_cfg.mode, enc_cfg.normalize)

@@ -113,7 +113,7 @@ class AsrTrainer(DownstreamTrainer):
         return split, {k: targets[k] for k in keep}
 
     # ---- data ----
-    def make_dataset(self, train: bool) -> AsrDataset:
+    def make_dataset(self, train: bool, crop: bool = True) -> AsrDataset:
         return AsrDataset(self.train_targets if train else self.valid_targets, strict=self.cfg.data.strict)
 
     def valid_batches(self) -> Iterator[AsrBatch]:

@@ -65,4 +65,4 @@ def build_er_model(encoder: nn.Module, enc_cfg: UpstreamConfig, head_cfg: ErHead
     setup_upstream(encoder, enc_cfg)
     interface = build_interface_for(encoder, head_cfg.interface, head_cfg.interface_layer_norm)
     head = UtteranceClassifier(interface_output_size(interface, encoder), num_classes, head_cfg)
-    return DownstreamModel(encoder, interface, head, enc_cfg.mode)
+    return DownstreamModel(encoder, interface, head, enc_cfg.mode, enc_cfg.normalize)

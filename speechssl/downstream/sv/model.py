@@ -121,4 +121,4 @@ def build_sv_model(encoder: nn.Module, enc_cfg: UpstreamConfig, head_cfg: SvHead
     setup_upstream(encoder, enc_cfg)
     interface = build_interface_for(encoder, head_cfg.interface, head_cfg.interface_layer_norm)
     head = XVectorHead(interface_output_size(interface, encoder), num_classes, head_cfg)
-    return DownstreamModel(encoder, interface, head, enc_cfg.mode)
+    return DownstreamModel(encoder, interface, head, enc_cfg.mode, enc_cfg.normalize)
