@@ -329,3 +329,16 @@ def test_hidden_state_norm_is_measured_on_training_data_and_saved(mini_corpus, t
     wav = torch.randn(1, 16000) * 0.1
     trainer.model.eval()
     torch.testing.assert_close(model(wav)[0], trainer.model(wav)[0])
+
+
+def test_sv_results_average_nested_figures(tmp_path):
+    from speechssl.downstream.sv.results import write_results
+
+    for i, (eer, dcf, asn) in enumerate([(0.1, 0.5, 0.08), (0.2, 0.7, 0.12)]):
+        d = tmp_path / f"fold{i}"
+        d.mkdir()
+        m = {"split": "test", "trials": 10, "utterances": 5, "eer": eer, "min_dcf": {"0.01": dcf, "0.05": dcf / 2},
+             "asnorm": {"eer": asn, "min_dcf": {"0.01": dcf, "0.05": dcf}}, "upstream": "mfcc", "mode": "frozen"}
+        (d / "metrics.json").write_text(json.dumps(m))
+    text = write_results([("mfcc", tmp_path / "fold0"), ("mfcc", tmp_path / "fold1")], tmp_path / "R.md", "SV")
+    assert "| mfcc (mean of 2) | mfcc | frozen | test | 10 | 15.00 | 0.6000 | 0.3000 | 10.00 | 0.6000 |" in text

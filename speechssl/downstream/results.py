@@ -49,7 +49,7 @@ def read_metrics(folder: str | os.PathLike, made_by: str) -> dict:
 
 def mean_rows(rows: Sequence[tuple[str, dict]], keys: Sequence[str]) -> list[tuple[str, dict, int]]:
     """Rows with the same label merged, in first-seen order: ``(label, metrics, folds)`` where each
-    of ``keys`` (dotted paths into the metrics, e.g. ``asnorm.eer``) is the mean over the folds and
+    of ``keys`` (paths into the metrics, ``/`` between levels, e.g. ``asnorm/eer`` or ``min_dcf/0.01``) is the mean over the folds and
     the rest comes from the first fold. A key missing in some fold is left out of the mean row."""
     groups: dict[str, list[dict]] = {}
     for label, m in rows:
@@ -71,7 +71,7 @@ def mean_rows(rows: Sequence[tuple[str, dict]], keys: Sequence[str]) -> list[tup
 
 
 def _get(m: dict, key: str):
-    for part in key.split("."):
+    for part in key.split("/"):
         if not isinstance(m, dict) or part not in m:
             return None
         m = m[part]
@@ -79,7 +79,7 @@ def _get(m: dict, key: str):
 
 
 def _set(m: dict, key: str, value) -> None:
-    *parents, last = key.split(".")
+    *parents, last = key.split("/")
     for part in parents:
         m = m.setdefault(part, {})
     m[last] = value

@@ -9,8 +9,6 @@ from typing import Sequence
 from speechssl.downstream.results import mean_rows, minutes_str, trainable_str, write_results_page
 
 
-
-
 def _pct(v) -> str:
     return "-" if v is None else f"{100 * v:.2f}"
 
@@ -26,7 +24,7 @@ def results_table(rows: Sequence[tuple[str, dict]]) -> str:
         "| system | upstream | mode | split | trials | EER % | minDCF 0.01 | minDCF 0.05 | EER % AS-norm | minDCF 0.01 AS-norm | trainable parameters | training time |",
         "| --- | --- | --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
     ]
-    for label, m, folds in mean_rows(rows, ["eer", "asnorm.eer", "min_dcf.0.01", "min_dcf.0.05", "asnorm.min_dcf.0.01"]):
+    for label, m, folds in mean_rows(rows, ["eer", "min_dcf/0.01", "min_dcf/0.05", "asnorm/eer", "asnorm/min_dcf/0.01"]):
         asn = m.get("asnorm") or {}
         name = label if folds == 1 else f"{label} (mean of {folds})"
         lines.append(
