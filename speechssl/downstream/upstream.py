@@ -14,9 +14,12 @@ and how the encoder trains (``mode``): ``frozen`` (it runs without autograd, in 
 ``adapters`` (bottleneck adapters and/or LoRA inside the frozen encoder) or ``finetune`` (all of it
 but the conv front end, optionally after ``freeze_steps`` head-only steps).
 
-:class:`DownstreamModel` is upstream -> interface over all hidden states -> head; the head takes
-frames ``(B, T, C)`` with their lengths and returns what the task needs (CTC logits, a speaker
-embedding, class logits).
+With ``normalize``, every hidden state (or the features) is standardised per channel by fixed
+statistics of training utterances (:class:`HiddenStateNorm`, measured before training).
+
+:class:`DownstreamModel` is upstream -> (normalisation) -> interface over all hidden states -> head;
+the head takes frames ``(B, T, C)`` with their lengths and returns what the task needs (CTC logits,
+a speaker embedding, class logits).
 """
 
 from __future__ import annotations
