@@ -25,6 +25,7 @@ def bash_commands(page: Path) -> list[str]:
 def workdir(mini_corpus, tmp_path, monkeypatch):
     (tmp_path / "data").mkdir()
     (tmp_path / "data" / "mini").symlink_to(mini_corpus)
+    (tmp_path / "recipes").symlink_to(ROOT / "recipes")  # the pages' commands run from the repository root
     monkeypatch.chdir(tmp_path)
     return tmp_path
 
@@ -45,3 +46,25 @@ def test_tokens_page_runs(workdir):
     items = [json.loads(line) for line in (workdir / "exp" / "tokens" / "tokens.jsonl").read_text().splitlines()]
     assert items and all(len(i["units"]) == len(i["durations"]) for i in items)
     assert (workdir / "exp" / "tokens" / "tokens.json").is_file() and (workdir / "exp" / "tokens" / "bpe60.jsonl").is_file()
+
+
+def test_new_language_page_runs(workdir):
+    """The page's commands with a small random-weight encoder; the tiny corpus's German is under 10
+    minutes, so the subset is all of it."""
+    from speechssl.checkpoint import save_encoder
+    from speechssl.models import build_encoder, preset
+
+    torch.manual_seed(0)
+    (workdir / "exp").mkdir()
+    save_encoder(build_encoder(preset("tiny_hubert")), workdir / "exp" / "encoder.safetensors")
+    commands = bash_commands(ROOT / "docs" / "new_language.md")
+    assert len(commands) == 8
+    for line in commands:
+        argv = shlex.split(line)
+        if argv[1:3] == ["asr", "train"]:
+            argv.append("optim.max_steps=3")  # the page's 300 steps are for the 1-hour corpus
+        assert main(argv[1:]) == 0, line
+    text = (workdir / "exp" / "asr" / "RESULTS.md").read_text()
+    for system in ("frozen_linear", "adapters", "lora"):
+        assert f"| {system} |" in text
+    assert (workdir / "exp" / "asr" / "adapters" / "adapter.safetensors").is_file()
