@@ -4,27 +4,16 @@ random-weight encoder: every system trains, is scored, and lands in RESULTS.md a
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 import torch
 
+from recipe_runner import ok as _ok, run_recipe as _run
+
 ROOT = Path(__file__).resolve().parents[1]
 SV = ROOT / "egs" / "mini" / "sv" / "run.sh"
 ER = ROOT / "egs" / "mini" / "er" / "run.sh"
-ENV = dict(os.environ, PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}")
-
-
-def _run(recipe: Path, *args) -> subprocess.CompletedProcess:
-    return subprocess.run([str(recipe), *map(str, args)], check=False, capture_output=True, text=True, env=ENV)
-
-
-def _ok(run: subprocess.CompletedProcess) -> subprocess.CompletedProcess:
-    assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
-    return run
 
 
 @pytest.fixture(scope="module")

@@ -4,40 +4,17 @@ and their options."""
 
 from __future__ import annotations
 
-import gzip
 import importlib.util
-import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
 from corpus_fakes import CV_ROWS, LIBRISPEECH_UTTS, make_commonvoice, make_librispeech
+from recipe_runner import cut_ids as _cut_ids, ok as _ok, run_recipe as _run, tree as _tree
 
 ROOT = Path(__file__).resolve().parents[1]
 LIBRISPEECH = ROOT / "egs" / "librispeech" / "asr" / "run.sh"
 COMMONVOICE = ROOT / "egs" / "commonvoice" / "adapters" / "run.sh"
-ENV = dict(os.environ, PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}")
-
-
-def _run(recipe: Path, *args: str | Path) -> subprocess.CompletedProcess:
-    return subprocess.run([str(recipe), *map(str, args)], check=False, capture_output=True, text=True, env=ENV)
-
-
-def _ok(run: subprocess.CompletedProcess) -> subprocess.CompletedProcess:
-    assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
-    return run
-
-
-def _cut_ids(path: Path) -> list[str]:
-    with gzip.open(path, "rt") as f:
-        return [json.loads(line)["id"] for line in f if line.strip()]
-
-
-def _tree(folder: Path) -> set[Path]:
-    return set(folder.rglob("*")) if folder.exists() else set()
 
 
 # the fake LibriSpeech has dev-clean and test-clean only

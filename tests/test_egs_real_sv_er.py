@@ -4,12 +4,8 @@ options."""
 
 from __future__ import annotations
 
-import gzip
-import json
-import os
 import shlex
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -24,31 +20,13 @@ from corpus_fakes import (
     make_voxceleb1,
     make_voxceleb2,
 )
+from recipe_runner import cut_ids as _cut_ids, ok as _ok, run_recipe as _run, tree as _tree
 from speechssl.data.corpora.iemocap import FOUR_CLASS
 
 ROOT = Path(__file__).resolve().parents[1]
 VOXCELEB = ROOT / "egs" / "voxceleb" / "sv" / "run.sh"
 IEMOCAP = ROOT / "egs" / "iemocap" / "er" / "run.sh"
-ENV = dict(os.environ, PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}")
 SYSTEMS = ["fbank", "mfcc", "random", "pretrained"]
-
-
-def _run(recipe: Path, *args: str | Path) -> subprocess.CompletedProcess:
-    return subprocess.run([str(recipe), *map(str, args)], check=False, capture_output=True, text=True, env=ENV)
-
-
-def _ok(run: subprocess.CompletedProcess) -> subprocess.CompletedProcess:
-    assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
-    return run
-
-
-def _cut_ids(path: Path) -> list[str]:
-    with gzip.open(path, "rt") as f:
-        return [json.loads(line)["id"] for line in f if line.strip()]
-
-
-def _tree(folder: Path) -> set[Path]:
-    return set(folder.rglob("*")) if folder.exists() else set()
 
 
 def _commands(run: subprocess.CompletedProcess, verb: str) -> list[list[str]]:
