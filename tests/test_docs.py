@@ -68,3 +68,35 @@ def test_new_language_page_runs(workdir):
     for system in ("frozen_linear", "adapters", "lora"):
         assert f"| {system} |" in text
     assert (workdir / "exp" / "asr" / "adapters" / "adapter.safetensors").is_file()
+
+
+def test_recipes_page_runs(tmp_path):
+    """docs/recipes.md's bash blocks: recipes' --help and real-corpus dry runs (made-up corpus paths),
+    run from the repository root. Each exits 0, a dry run prints its commands ('+ ' lines), and none
+    writes anything under egs/ (ignored recipe outputs such as egs/*/*/exp/ included)."""
+    import subprocess
+
+    from recipe_runner import ENV, tree
+
+    if not (ROOT / ".git").exists():
+        pytest.skip("needs a git checkout to list the files under egs/")
+
+    def egs_files() -> str:
+        status = ["git", "status", "--porcelain", "--untracked-files=all", "--ignored", "egs"]
+        return subprocess.run(status, cwd=ROOT, check=True, capture_output=True, text=True).stdout
+
+    commands = bash_commands(ROOT / "docs" / "recipes.md")
+    assert len(commands) >= 6
+    before, before_tree = egs_files(), tree(ROOT / "egs")  # the tree catches empty folders too
+    for line in commands:
+        argv = shlex.split(line)
+        assert argv[0].startswith("egs/") and argv[0].endswith("/run.sh"), line
+        run = subprocess.run(argv, cwd=ROOT, env=ENV, check=False, capture_output=True, text=True, timeout=120)
+        assert run.returncode == 0, f"{line}\n{run.stdout[-3000:]}{run.stderr[-3000:]}"
+        if "--help" in argv:
+            assert "Options (default" in run.stdout, line
+        else:
+            assert argv[-2:] == ["--dry-run", "true"], line
+            assert any(out.startswith("+ ") for out in run.stdout.splitlines()), f"{line}\n{run.stdout[-3000:]}"
+        assert egs_files() == before, f"{line} wrote under egs/"
+        assert tree(ROOT / "egs") == before_tree, f"{line} made {sorted(map(str, tree(ROOT / 'egs') - before_tree))}"

@@ -8,7 +8,7 @@
 #                       comment, and exit 0
 #   --name value        (or --name=value; dashes read as underscores) set $name, which must be one of
 #                       the defaults; any other option or argument exits 2 with a message
-#   cmdline             is set to the recipe's command line as given, and
+#   cmdline             is set to the recipe's command line as given, each word quoted for the shell, and
 #   given               (an associative array) holds the names of the options it gave: given[name]=1
 # Messages start with "run.sh:" and go to stderr, as the recipes' own.
 
@@ -18,7 +18,7 @@ usage() {
   sed -n '/^# ---- defaults/,/^# ----$/p' "$0" | grep -E '^[a-z_0-9]+=' |
     sed -E 's/^([a-z_0-9]+)=("[^"]*"|[^ ]*) *# *(.*)$/  --\1 (\2)  \3/'
 }
-cmdline="$0 $*"
+cmdline="$0$(printf ' %q' "$@")"  # quoted for the shell: it runs again as it is
 declare -A given=()
 recipe_options=" $(sed -n '/^# ---- defaults/,/^# ----$/p' "$0" | grep -oE '^[a-z_0-9]+=' | tr -d '=' | tr '\n' ' ')"
 while [ $# -gt 0 ]; do

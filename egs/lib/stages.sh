@@ -1,4 +1,4 @@
-# Stage helpers shared by the recipes under egs/ (egs/librispeech/asr, egs/commonvoice/adapters,
+# Stage helpers shared by the recipes under egs/ (egs/mini/run.sh, egs/librispeech/ssl, egs/librispeech/asr, egs/commonvoice/adapters,
 # egs/voxceleb/sv, egs/iemocap/er, egs/mini/sv, egs/mini/er run.sh).
 # Sourced, not run: each recipe does, after its
 # `cd "$(dirname "$0")"`,

@@ -3,15 +3,11 @@
 from __future__ import annotations
 
 import json
-import sys
 from pathlib import Path
 
-from tqdm import tqdm
-
 from speechssl.cli.common import make_parser, user_errors
-from speechssl.data.manifest import find_splits, load_cuts
-from speechssl.labels.quality import LabelQuality, NoPhoneAlignments, format_quality, label_quality, unit_usage
-from speechssl.labels.store import LabelDir, read_label_dir
+from speechssl.labels.quality import LabelQuality, format_quality, split_quality
+from speechssl.labels.store import read_label_dir
 
 
 def get_parser():
@@ -44,43 +40,6 @@ speechssl label-quality exp/labels/mfcc_km100 --split dev --json""",
     return p
 
 
-def _manifest(info: LabelDir, split: str, cuts: Path | None, num_splits: int) -> tuple[Path, int | None]:
-    """The manifest to compare split ``split`` with, and its number of cuts if known (for the bar)."""
-    if cuts is None:
-        recorded = info.splits[split]
-        path = Path(recorded.manifest)
-        if not path.is_file():
-            raise FileNotFoundError(
-                f"{path}: cut manifest not found (recorded in {info.path / 'labels.json'} for split '{split}'); "
-                "pass --cuts to name where it is now"
-            )
-        return path, recorded.cuts + recorded.skipped
-    if cuts.is_dir():
-        found = find_splits(cuts)
-        if split not in found:
-            raise FileNotFoundError(f"{cuts}: no cuts_{split}.jsonl.gz for split '{split}'; found {', '.join(found)}")
-        return found[split], None
-    if num_splits > 1:
-        raise ValueError(
-            f"--cuts {cuts} is one manifest but {num_splits} splits of {info.path} are selected; "
-            "choose the split it holds with --split"
-        )
-    return cuts, None
-
-
-def _evaluate(info: LabelDir, split: str, cuts: Path | None, num_splits: int) -> LabelQuality:
-    labels = info.read(split)
-    path, total = _manifest(info, split, cuts, num_splits)
-    cuts_iter = load_cuts(path, lazy=True)
-    bar = tqdm(cuts_iter, total=total, desc=f"{info.path.name}/{split}", unit="cut", file=sys.stderr, leave=False)
-    try:
-        return label_quality(labels, bar, frame_rate=info.frame_rate, num_units=info.num_units)
-    except NoPhoneAlignments:
-        return unit_usage(labels, info.num_units)
-    finally:
-        bar.close()
-
-
 @user_errors("label-quality")
 def main(argv: list[str] | None = None) -> int:
     args = get_parser().parse_args(argv)
@@ -94,7 +53,7 @@ def main(argv: list[str] | None = None) -> int:
     for path, info in zip(label_dirs, infos):
         splits = list(dict.fromkeys(args.splits)) if args.splits else list(info.splits)
         for split in splits:
-            rows.append((str(path), split, _evaluate(info, split, args.cuts, len(splits))))
+            rows.append((str(path), split, split_quality(info, split, args.cuts, len(splits))))
     if args.json:
         out: dict[str, dict] = {}
         for name, split, q in rows:

@@ -29,6 +29,7 @@ VERBS: dict[str, tuple[str, str]] = {
     "sv": ("sv", "speaker verification: 'train' an x-vector head (AAM-softmax) on an encoder or MFCC/fbank, 'evaluate' trials (EER, minDCF, DET), 'results'"),
     "er": ("er", "emotion recognition: 'train' a pooling + MLP classifier (class-balanced), 'evaluate' a split (WA, UA, F1, confusion), 'results'"),
     "topics": ("topics", "HuBERTopic topic labels: 'fit' an LDA over unit documents, 'label' utterances, 'analyze'"),
+    "report": ("report", "one Markdown report with PNG figures of a whole run: curves, label quality, topics, tokens, downstream tasks"),
 }
 
 

@@ -21,14 +21,19 @@ from __future__ import annotations
 
 import logging
 import math
+import sys
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Optional
+from pathlib import Path
+from typing import TYPE_CHECKING, Optional
 
 import numpy as np
 from sklearn.metrics import mutual_info_score
 
 from speechssl.data.mini.alignment import frame_phone_labels
+
+if TYPE_CHECKING:
+    from speechssl.labels.store import LabelDir
 
 logger = logging.getLogger(__name__)
 
@@ -227,6 +232,53 @@ def label_quality(
             report.cuts,
         )
     return report
+
+
+def _manifest(info: "LabelDir", split: str, cuts: Path | None, num_splits: int) -> tuple[Path, int | None]:
+    """The manifest to compare split ``split`` with, and its number of cuts if known (for the bar)."""
+    from speechssl.data.manifest import find_splits
+
+    if cuts is None:
+        recorded = info.splits[split]
+        path = Path(recorded.manifest)
+        if not path.is_file():
+            raise FileNotFoundError(
+                f"{path}: cut manifest not found (recorded in {info.path / 'labels.json'} for split '{split}'); "
+                "pass --cuts to name where it is now"
+            )
+        return path, recorded.cuts + recorded.skipped
+    if cuts.is_dir():
+        found = find_splits(cuts)
+        if split not in found:
+            raise FileNotFoundError(f"{cuts}: no cuts_{split}.jsonl.gz for split '{split}'; found {', '.join(found)}")
+        return found[split], None
+    if num_splits > 1:
+        raise ValueError(
+            f"--cuts {cuts} is one manifest but {num_splits} splits of {info.path} are selected; "
+            "choose the split it holds with --split"
+        )
+    return cuts, None
+
+
+def split_quality(info: "LabelDir", split: str, cuts: Path | None = None, num_splits: int = 1) -> LabelQuality:
+    """The label quality of split ``split`` of the label folder ``info``, against the manifest
+    recorded in its labels.json or ``cuts`` (a manifest, or a corpus folder of split manifests);
+    usage and entropy only when that manifest has no phone alignments. ``num_splits``: how many
+    splits the caller evaluates (one manifest in ``cuts`` can only serve one)."""
+    from tqdm import tqdm
+
+    from speechssl.data.manifest import load_cuts
+
+    labels = info.read(split)
+    path, total = _manifest(info, split, cuts, num_splits)
+    cuts_iter = load_cuts(path, lazy=True)
+    bar = tqdm(cuts_iter, total=total, desc=f"{info.path.name}/{split}", unit="cut", file=sys.stderr, leave=False)
+    try:
+        return label_quality(labels, bar, frame_rate=info.frame_rate, num_units=info.num_units)
+    except NoPhoneAlignments:
+        return unit_usage(labels, info.num_units)
+    finally:
+        bar.close()
 
 
 def _fmt(x: Optional[float], spec: str = ".3f") -> str:

@@ -11,7 +11,7 @@
 #   adapters    the pretrained encoder with bottleneck adapters trained (not in the default list)
 # IEMOCAP is not downloaded: request it from https://sail.usc.edu/iemocap (a licence is needed),
 # unpack IEMOCAP_full_release and pass --corpus_dir.
-#   egs/iemocap/er/run.sh --corpus_dir /data/IEMOCAP_full_release --encoder ../../librispeech/ssl/exp/pretrain/iter2/encoder.safetensors
+#   egs/iemocap/er/run.sh --corpus_dir /data/IEMOCAP_full_release --encoder ../../librispeech/ssl/exp/pretrain/hubert_iter2/encoder.safetensors
 #   egs/iemocap/er/run.sh --corpus_dir /data/IEMOCAP_full_release --encoder /models/hubert_base.safetensors --systems "fbank pretrained"
 #   egs/iemocap/er/run.sh --corpus_dir /data/IEMOCAP_full_release --systems fbank --folds 1   # one fold of a baseline: a quick look
 #   egs/iemocap/er/run.sh ... --dry-run true        # print the commands of the selected stages, run nothing

@@ -4,7 +4,7 @@
 # finetune = full fine-tuning with the feature encoder frozen; adapters and lora work too), each
 # decoded on the test parts, and a table of WERs. LibriSpeech is not downloaded: unpack it from
 # https://www.openslr.org/12 (train-clean-100 is 6.3 GB) and pass --corpus_dir.
-#   egs/librispeech/asr/run.sh --corpus_dir /data/LibriSpeech --encoder ../ssl/exp/pretrain/iter2/encoder.safetensors
+#   egs/librispeech/asr/run.sh --corpus_dir /data/LibriSpeech --encoder ../ssl/exp/pretrain/hubert_iter2/encoder.safetensors
 #   egs/librispeech/asr/run.sh --corpus_dir /data/LibriSpeech --encoder /models/hubert_base.safetensors --modes frozen
 #   egs/librispeech/asr/run.sh ... --dry-run true        # print the commands of the selected stages, run nothing
 # The encoder: one pretrained by egs/librispeech/ssl, or a Hugging Face folder or fairseq checkpoint

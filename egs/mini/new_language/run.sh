@@ -39,8 +39,8 @@ while [ $# -gt 0 ]; do
     --*) name="$1"; [ $# -ge 2 ] || { echo "run.sh: $1 needs a value" >&2; exit 2; }; value="$2"; shift 2 ;;
     *) echo "run.sh: unexpected argument '$1' (see --help)" >&2; exit 2 ;;
   esac
-  case "${name//-/_}" in
-    --data|--exp|--encoder|--configs) value=$(absolute "$value") ;;
+  case "${name//-/_}" in  # --exp and --exp-dir alike: __exp
+    __data|__exp|__encoder|__configs) value=$(absolute "$value") ;;
   esac
   args+=("$name" "$value")
 done

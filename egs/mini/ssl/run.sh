@@ -16,7 +16,9 @@
 #   6  k-means on the train split                     $exp/kmeans/hubert_iter1_l3_km500
 #   7  units of every split, and topic labels         $exp/labels/hubert_iter1_l3_km500, $exp/topics/...
 #   8  pretrain iteration 2                           $exp/pretrain/iter2
+#      (--ablation true: and again without the topic loss, on the same units   $exp/pretrain/iter2_notopic)
 #   9  report: PNMI and purity of each iteration's units, each run's losses    $exp/report
+#      (runs.tsv: each pretraining run's folder, units and topics, for egs/mini/run.sh's report)
 set -euo pipefail
 
 # ---- defaults (override with --name value) ----
@@ -35,6 +37,7 @@ clusters="100 500"           # k-means clusters, per iteration (tiny: "20 30")
 steps="1200 1200"            # pretraining steps, per iteration (tiny: "30 30")
 topics=8                     # topics of each iteration's topic model (tiny: 4)
 topic_weight=0.1             # weight of HuBERTopic's topic loss (0: plain HuBERT, and no topic models)
+ablation=false               # true: also pretrain the last iteration without the topic loss (same units, steps, seed)
 config=../../../recipes/pretrain/mini.yaml  # pretraining config, relative to this folder (tiny: recipes/pretrain/tiny.yaml)
 # ----
 
@@ -58,6 +61,11 @@ if [ "$num_iters" -lt 1 ] || [ "${#layer_list[@]}" -ne "$num_iters" ] || [ "${#c
 fi
 use_topics=true
 if [[ "$topic_weight" =~ ^[0.]+$ ]]; then use_topics=false; fi
+case "$ablation" in true|false) ;; *) echo "run.sh: --ablation must be true or false, found '$ablation'" >&2; exit 2 ;; esac
+if [ "$ablation" = true ] && ! $use_topics; then
+  echo "run.sh: --ablation true compares with the topic loss, but --topic_weight is $topic_weight" >&2
+  exit 2
+fi
 
 cd "$(dirname "$0")"
 . ./path.sh
@@ -90,7 +98,27 @@ if [ "$corpus" = "$data/mini" ] && selected 0; then
   speechssl make-mini-corpus "$corpus" "${corpus_args[@]}"
 fi
 
-label_dirs=()  # the units of each iteration, for the report
+# pretrain DIR STEPS LABEL_DIR [--topics TOPIC_DIR topic.weight=W]: one pretraining run, skipped when
+# done and its inputs unchanged
+pretrain() {
+  local dir=$1 steps=$2 labels=$3
+  shift 3
+  local inputs=("$labels/.done")
+  if [ $# -gt 0 ]; then inputs+=("$2/.done"); fi
+  if changed "$dir/.done" "${inputs[@]}"; then
+    # an interrupted run resumes from its checkpoints, unless its labels were remade since it started
+    # (config.yaml is written at every start); a finished run whose labels were remade starts over
+    if [ -e "$dir/.done" ] || changed "$dir/config.yaml" "${inputs[@]}"; then
+      rm -rf "$dir"
+    fi
+    speechssl pretrain --config "$config" --labels "$labels" "$@" --exp "$dir" --max-steps "$steps" "run.seed=$seed"
+    touch "$dir/.done"
+  else
+    echo "  done before: $dir"
+  fi
+}
+
+label_dirs=() topic_dirs=()  # the units and topics of each iteration, for the report
 for ((i = 1; i <= num_iters; i++)); do
   type=${type_list[i-1]}
   layer=${layer_list[i-1]}
@@ -115,6 +143,7 @@ for ((i = 1; i <= num_iters; i++)); do
   topic_dir=$exp/topics/${units}_t$topics
   pretrain_dir=$exp/pretrain/iter$i
   label_dirs+=("$label_dir")
+  if $use_topics; then topic_dirs+=("$topic_dir"); else topic_dirs+=(-); fi
 
   s=$((4 * i - 3))
   if selected $s; then
@@ -170,23 +199,12 @@ for ((i = 1; i <= num_iters; i++)); do
   s=$((4 * i))
   if selected $s; then
     echo "stage $s: pretrain iteration $i on $label_dir -> $pretrain_dir"
-    pretrain_inputs=("$label_dir/.done")
     topic_args=()
-    if $use_topics; then
-      pretrain_inputs+=("$topic_dir/.done")
-      topic_args=(--topics "$topic_dir" "topic.weight=$topic_weight")
-    fi
-    if changed "$pretrain_dir/.done" "${pretrain_inputs[@]}"; then
-      # an interrupted run resumes from its checkpoints, unless its labels were remade since it started
-      # (config.yaml is written at every start); a finished run whose labels were remade starts over
-      if [ -e "$pretrain_dir/.done" ] || changed "$pretrain_dir/config.yaml" "${pretrain_inputs[@]}"; then
-        rm -rf "$pretrain_dir"
-      fi
-      speechssl pretrain --config "$config" --labels "$label_dir" "${topic_args[@]}" --exp "$pretrain_dir" \
-        --max-steps "${step_list[i-1]}" "run.seed=$seed"
-      touch "$pretrain_dir/.done"
-    else
-      echo "  done before: $pretrain_dir"
+    if $use_topics; then topic_args=(--topics "$topic_dir" "topic.weight=$topic_weight"); fi
+    pretrain "$pretrain_dir" "${step_list[i-1]}" "$label_dir" "${topic_args[@]}"
+    if [ "$ablation" = true ] && [ "$i" -eq "$num_iters" ]; then
+      echo "stage $s: the ablation: pretrain iteration $i on $label_dir without the topic loss -> ${pretrain_dir}_notopic"
+      pretrain "${pretrain_dir}_notopic" "${step_list[i-1]}" "$label_dir"
     fi
   fi
 done
@@ -196,7 +214,11 @@ if selected $s; then
   out=$exp/report
   echo "stage $s: report on the units and the pretraining of every iteration -> $out"
   report_inputs=()
-  for ((i = 1; i <= num_iters; i++)); do report_inputs+=("${label_dirs[i-1]}/.done" "$exp/pretrain/iter$i/.done"); done
+  runs=()  # the pretraining runs: iter1 .. iterN (and iterN_notopic)
+  for ((i = 1; i <= num_iters; i++)); do runs+=("iter$i"); done
+  if [ "$ablation" = true ]; then runs+=("iter${num_iters}_notopic"); fi
+  for ((i = 1; i <= num_iters; i++)); do report_inputs+=("${label_dirs[i-1]}/.done"); done
+  for run in "${runs[@]}"; do report_inputs+=("$exp/pretrain/$run/.done"); done
   if changed "$out/.done" "${report_inputs[@]}"; then
     rm -rf "$out"
     mkdir -p "$out"
@@ -204,11 +226,16 @@ if selected $s; then
     speechssl label-quality "${label_dirs[@]}" --cuts "$corpus" > "$out/label_quality.txt"
     speechssl label-quality "${label_dirs[@]}" --cuts "$corpus" --json > "$out/label_quality.json"
     # the first and last training records and the last validation of each run (its whole curve is
-    # log.jsonl, and tensorboard/)
-    for ((i = 1; i <= num_iters; i++)); do
-      log=$exp/pretrain/iter$i/log.jsonl
+    # log.jsonl, and tensorboard/); runs.tsv: each run's folder, units and topics (- for none)
+    printf 'run\tpretrain\tunits\ttopics\n' > "$out/runs.tsv"
+    for run in "${runs[@]}"; do
+      log=$exp/pretrain/$run/log.jsonl
+      i=${run#iter}; i=${i%_notopic}
+      name="iteration $i" topics=${topic_dirs[i-1]}
+      if [ "$run" != "iter$i" ]; then name+=" without the topic loss" topics=-; fi
+      printf '%s\t%s\t%s\t%s\n' "$run" "$exp/pretrain/$run" "${label_dirs[i-1]}" "$topics" >> "$out/runs.tsv"
       {
-        echo "iteration $i: units ${label_dirs[i-1]}, log $log"
+        echo "$name: units ${label_dirs[i-1]}, log $log"
         echo "  first train: $(grep -m 1 '"split": "train"' "$log")"
         echo "  last train:  $(grep '"split": "train"' "$log" | tail -n 1)"
         echo "  last valid:  $(grep '"split": "valid"' "$log" | tail -n 1)"

@@ -12,7 +12,7 @@
 # https://www.robots.ox.ac.uk/~vgg/data/voxceleb, unpack it (wav/, vox1_meta.csv), put the trial list
 # (veri_test2.txt) in the same folder and pass --corpus_dir. VoxCeleb2 ships AAC: convert it to WAV or
 # FLAC first (same names) and pass --vox2_dir.
-#   egs/voxceleb/sv/run.sh --corpus_dir /data/voxceleb1 --encoder ../../librispeech/ssl/exp/pretrain/iter2/encoder.safetensors
+#   egs/voxceleb/sv/run.sh --corpus_dir /data/voxceleb1 --encoder ../../librispeech/ssl/exp/pretrain/hubert_iter2/encoder.safetensors
 #   egs/voxceleb/sv/run.sh --corpus_dir /data/voxceleb1 --encoder /models/hubert_base.safetensors --systems "fbank pretrained"
 #   egs/voxceleb/sv/run.sh --corpus_dir /data/voxceleb1 --systems "fbank mfcc"     # the baselines need no encoder
 #   egs/voxceleb/sv/run.sh ... --dry-run true        # print the commands of the selected stages, run nothing
