@@ -1,5 +1,5 @@
 # Stage helpers shared by the recipes under egs/ (egs/mini/run.sh, egs/librispeech/ssl, egs/librispeech/asr, egs/commonvoice/adapters,
-# egs/voxceleb/sv, egs/iemocap/er, egs/mini/sv, egs/mini/er run.sh).
+# egs/voxceleb/sv, egs/iemocap/er, egs/mini/{ssl,asr,sv,er} run.sh).
 # Sourced, not run: each recipe does, after its
 # `cd "$(dirname "$0")"`,
 #   . ../../lib/stages.sh
@@ -17,6 +17,8 @@
 #                                quoted for the shell (printf %q)
 #   mark_done MARKER             the last step of a stage: `run touch MARKER`, and record it in touched
 #   clear_dir PATH               remove a stage's earlier output (run rm -rf), if it exists
+#   start_run                    after the checks: write $cmdline to $exp/run.command (making $exp), or
+#                                in a dry run print that nothing runs (and write nothing)
 #   require NAME WHY             exit 2 with "run.sh: --NAME is required for WHY" when $NAME is empty
 #   require_path NAME            exit 2 when the path in $NAME does not exist (not checked in a dry run)
 # Messages start with "run.sh:" and go to stderr, as the recipes' own.
@@ -47,6 +49,15 @@ run() {
 mark_done() {
   run touch "$1"
   touched[$1]=1
+}
+# the start of a run: the exact command line in $exp/run.command, or the dry run's announcement
+start_run() {
+  if [ "$dry_run" = false ]; then
+    mkdir -p "$exp"
+    echo "$cmdline" > "$exp/run.command"
+  else
+    echo "dry run: nothing runs; the commands below would run in $PWD"
+  fi
 }
 # remove a stage's earlier output, if any
 clear_dir() { if [ -e "$1" ]; then run rm -rf "$1"; fi; }

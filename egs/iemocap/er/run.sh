@@ -127,12 +127,7 @@ if selected 1; then
   fi
 fi
 
-if [ "$dry_run" = false ]; then
-  mkdir -p "$exp"
-  echo "$cmdline" > "$exp/run.command"   # the exact command line of this run
-else
-  echo "dry run: nothing runs; the commands below would run in $PWD"
-fi
+start_run  # $exp/run.command, or in a dry run a line saying that nothing runs
 
 if selected 0; then
   echo "stage 0: manifests of IEMOCAP sessions ${session_list[*]} -> $manifests"

@@ -72,16 +72,8 @@ cd "$(dirname "$0")"
 mkdir -p "$exp"
 echo "$cmdline" > "$exp/run.command"   # the exact command line of this run
 
-# true when stage $1 is in --stage .. --stop_stage
-selected() { [ "$stage" -le "$1" ] && [ "$stop_stage" -ge "$1" ]; }
-# true when the done-marker $1 is missing or one of the markers after it is newer (its input was remade)
-changed() {
-  local marker=$1 input
-  shift
-  [ -e "$marker" ] || return 0
-  for input in "$@"; do [ "$input" -nt "$marker" ] && return 0; done
-  return 1
-}
+dry_run=false
+. ../../lib/stages.sh  # selected STAGE, changed MARKER [INPUT...]
 
 corpus_marker=$corpus/cuts_train.jsonl.gz  # rewritten whenever a subset is remade
 if [ -z "$corpus" ]; then
