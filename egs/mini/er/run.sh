@@ -36,83 +36,14 @@ config=../../../recipes/er/mini_mlp.yaml  # the training config
 # ----
 
 . "$(dirname "$0")/../../lib/parse_options.sh"  # --help, --name value for each default above; cmdline
-if [ "$tiny" = true ] && [ -z "$steps" ]; then steps=20; fi
-
-cd "$(dirname "$0")"
-. ../path.sh
-dry_run=false
-. ../../lib/stages.sh
-parse_systems
-[ -f "$config" ] || { echo "run.sh: no config $config (--config)" >&2; exit 2; }
-mkdir -p "$exp"
-echo "$cmdline" > "$exp/run.command"   # the exact command line of this run
-
-corpus=$data/mini
-if selected 0; then
-  echo "stage 0: synthesise the mini corpus into $corpus"
-  corpus_args=(--seed "$seed" --num-jobs "$nj")
-  if [ "$tiny" = true ]; then corpus_args+=(--tiny); else corpus_args+=(--hours "$hours"); fi
-  speechssl make-mini-corpus "$corpus" "${corpus_args[@]}"   # writes $corpus/.complete last
-fi
-
-ssl_encoder=$exp/ssl/pretrain/iter2/encoder.safetensors
-if [ -z "$encoder" ]; then encoder=$ssl_encoder; fi
-if selected 1 && [ "${#encoder_systems[@]}" -gt 0 ]; then
-  if [ "$encoder" != "$ssl_encoder" ]; then
-    echo "stage 1: the encoder is --encoder $encoder"
-    [ -e "$encoder" ] || { echo "run.sh: --encoder $encoder: no such file or folder (relative to $PWD)" >&2; exit 2; }
-  else
-    echo "stage 1: pretrain an encoder on the mini corpus with ../ssl/run.sh -> $exp/ssl"
-    ../ssl/run.sh --stage 1 --exp "$(realpath -m "$exp/ssl")" --data "$(realpath -m "$data")" --tiny "$tiny" --seed "$seed" --nj "$nj"
-  fi
-fi
-
-step_args=()
-if [ -n "$steps" ]; then step_args=("optim.max_steps=$steps"); fi
-if selected 2; then
-  for s in "${system_list[@]}"; do
-    dir=$exp/er/$s
-    inputs=("$corpus/.complete")
-    if uses_encoder "$s"; then inputs+=("$encoder"); fi
-    echo "stage 2: train $s ($config) -> $dir"
-    if changed "$dir/.done" "${inputs[@]}"; then
-      # an interrupted run resumes from its checkpoints unless its inputs were remade since it started
-      if [ -e "$dir/.done" ] || changed "$dir/config.yaml" "${inputs[@]}"; then rm -rf "$dir"; fi
-      system_args "$s"
-      speechssl er train --config "$config" --corpus "$corpus" --exp "$dir" "${sys_args[@]}" \
-        "run.seed=$seed" run.progress=false "${step_args[@]}"
-      touch "$dir/.done"
-    else
-      echo "  done before: $dir"
-    fi
-  done
-fi
-
-if selected 3; then
-  for s in "${system_list[@]}"; do
-    dir=$exp/er/$s/eval_test
-    echo "stage 3: classify the test split with $exp/er/$s -> $dir"
-    if changed "$dir/.done" "$exp/er/$s/.done"; then
-      rm -rf "$dir"
-      speechssl er evaluate "$exp/er/$s" --split test --out "$dir"
-      touch "$dir/.done"
-    else
-      echo "  done before: $dir"
-    fi
-  done
-fi
-
-if selected 4; then
-  out=$exp/RESULTS.md
-  echo "stage 4: WA, UA and macro-F1 of every system -> $out"
-  rows=() markers=()
-  for s in "${system_list[@]}"; do rows+=("$s=$exp/er/$s/eval_test"); markers+=("$exp/er/$s/eval_test/.done"); done
-  if changed "$out" "${markers[@]}"; then
-    speechssl er results --out "$out" --title "Mini corpus emotion (prosody style) recognition: MFCC / fbank vs a random and a pretrained encoder" \
-      --notes "Trained on the training speakers (recipes/er/mini_mlp.yaml${steps:+ with $steps steps}), scored on the test split (held-out speakers). Encoder: $encoder. Each row's confusion matrix: <folder>/confusion.md and confusion.png. Command: $cmdline" \
-      "${rows[@]}"
-  else
-    echo "  done before: $out"
-  fi
-  cat "$out"
-fi
+task=er
+train_args=()
+evaluate_args=()
+test_what="classify the test split"
+results_what="WA, UA and macro-F1"
+results_title="Mini corpus emotion (prosody style) recognition: MFCC / fbank vs a random and a pretrained encoder"
+results_notes() {
+  echo "Trained on the training speakers (recipes/er/mini_mlp.yaml${steps:+ with $steps steps}), scored on the" \
+    "test split (held-out speakers). Encoder: $encoder. Each row's confusion matrix: <folder>/confusion.md and confusion.png."
+}
+. "$(dirname "$0")/../utterance_task.sh"  # the stages, shared with ../sv/run.sh
