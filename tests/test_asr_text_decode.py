@@ -22,6 +22,8 @@ from speechssl.downstream.asr.text import (
     normalize_text,
 )
 
+pytestmark = pytest.mark.deps  # a dependency's behaviour: tools/deps_drift.sh runs these on the newest releases
+
 # ---------------------------------------------------------------------------------------------
 # normalisation
 

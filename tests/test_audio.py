@@ -9,6 +9,8 @@ from lhotse import Recording
 
 from speechssl.data.audio import MIN_SAMPLES, AudioError, audio_info, load_audio, load_cut_audio
 
+pytestmark = pytest.mark.deps  # a dependency's behaviour: tools/deps_drift.sh runs these on the newest releases
+
 
 def tone(freq: float, seconds: float, rate: int) -> np.ndarray:
     t = np.arange(int(seconds * rate)) / rate

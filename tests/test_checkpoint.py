@@ -14,6 +14,8 @@ from speechssl.cli import convert
 from speechssl.convert.hf import encoder_to_hf
 from speechssl.models import build_encoder, preset
 
+pytestmark = pytest.mark.deps  # a dependency's behaviour: tools/deps_drift.sh runs these on the newest releases
+
 
 @pytest.fixture
 def encoder():

@@ -3,6 +3,7 @@ README documents every verb, and CI runs the README's test command."""
 
 from __future__ import annotations
 
+import ast
 import importlib
 import re
 import shutil
@@ -59,3 +60,14 @@ def test_readme_documents_every_verb_and_ci_runs_its_test_command():
     # the first two commands of the README are the main job and the tests
     commands = re.findall(r"```(?:bash|sh)\n(.*?)```", readme, re.S)
     assert "egs/mini/run.sh" in commands[0] and test_cmd in commands[1]
+
+
+
+def test_every_verb_runs_as_a_module():
+    """``python -m speechssl.cli.<module>`` is the same verb (recipes may call it so): each verb
+    module ends by running its ``main`` (test_deps runs one such module for real)."""
+    for verb, (module, _) in VERBS.items():
+        tree = ast.parse((ROOT / "speechssl" / "cli" / f"{module}.py").read_text())
+        last = tree.body[-1]
+        assert isinstance(last, ast.If) and ast.unparse(last.test) == "__name__ == '__main__'", verb
+        assert "sys.exit(main())" in ast.unparse(last), verb

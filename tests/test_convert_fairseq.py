@@ -16,6 +16,8 @@ from torchaudio_refs import CONV, assert_matches, padded_batch, perturb, tiny_to
 
 from speechssl.convert.fairseq import encoder_from_fairseq, parse_conv_layers
 
+pytestmark = pytest.mark.deps  # a dependency's behaviour: tools/deps_drift.sh runs these on the newest releases
+
 CONV_STRING = "[(32, 10, 5)] + [(32, 8, 8)] * 2"
 
 

@@ -13,6 +13,8 @@ transformers = pytest.importorskip("transformers")
 
 from speechssl.convert.hf import encoder_from_hf, encoder_to_hf  # noqa: E402
 
+pytestmark = pytest.mark.deps  # a dependency's behaviour: tools/deps_drift.sh runs these on the newest releases
+
 TINY = dict(
     hidden_size=32, num_hidden_layers=2, num_attention_heads=4, intermediate_size=64,
     conv_dim=[32, 32, 32], conv_kernel=[10, 8, 8], conv_stride=[5, 8, 8],

@@ -28,6 +28,8 @@ from speechssl.convert.torchaudio import (
 )
 from speechssl.models import preset
 
+pytestmark = pytest.mark.deps  # a dependency's behaviour: tools/deps_drift.sh runs these on the newest releases
+
 VARIANTS = {
     "w2v-group-post": dict(kind="wav2vec2", mode="group_norm", conv_bias=False, pre_norm=False),
     "w2v-group-bias-pre": dict(kind="wav2vec2", mode="group_norm", conv_bias=True, pre_norm=True),

@@ -34,6 +34,8 @@ from speechssl.data.corpora import (
 )
 from speechssl.data.manifest import find_splits, load_cuts
 
+pytestmark = pytest.mark.deps  # a dependency's behaviour: tools/deps_drift.sh runs these on the newest releases
+
 
 def _on_disk(out_dir: Path) -> dict:
     return {name: load_cuts(path) for name, path in find_splits(out_dir).items()}

@@ -14,6 +14,8 @@ from speechssl.data.dataset import AudioDataset
 from speechssl.data.manifest import load_cuts, save_cuts
 from speechssl.data.sampler import SamplerConfig, make_sampler
 
+pytestmark = pytest.mark.deps  # a dependency's behaviour: tools/deps_drift.sh runs these on the newest releases
+
 
 @pytest.fixture
 def cuts_with_a_bad_file(tmp_path) -> CutSet:

@@ -9,6 +9,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 import torch
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -30,6 +31,7 @@ def _rows(results: str) -> dict[str, list[str]]:
     return rows
 
 
+@pytest.mark.slow  # a recipe-level run: CI runs it (-m "not gpu"), the default suite does not
 def test_new_language_recipe(mini_corpus, tmp_path):
     """English-only pretraining, 10 minutes of German (all the tiny corpus has), four modes, and a
     RESULTS.md whose every figure is the decode folders' metrics."""
@@ -82,6 +84,7 @@ def test_new_language_recipe(mini_corpus, tmp_path):
     assert (exp / "RESULTS.md").stat().st_mtime_ns == stamp
 
 
+@pytest.mark.slow  # a recipe-level run: CI runs it (-m "not gpu"), the default suite does not
 def test_asr_recipe_with_a_given_encoder(mini_corpus, tmp_path):
     """English ASR on an encoder given with --encoder (no pretraining), one mode, a beam with an LM."""
     from speechssl.checkpoint import save_encoder

@@ -32,6 +32,7 @@ def _row(results: str, system: str) -> list[str]:
     return [cell.strip() for cell in line.strip("|").split("|")]
 
 
+@pytest.mark.slow  # a recipe-level run: CI runs it (-m "not gpu"), the default suite does not
 def test_mini_sv(mini_corpus, encoder, tmp_path):
     exp = tmp_path / "exp"
     args = ["--tiny", "true", "--data", mini_corpus.parent, "--exp", exp, "--encoder", encoder, "--systems", "fbank random pretrained", "--steps", "6"]
@@ -49,6 +50,7 @@ def test_mini_sv(mini_corpus, encoder, tmp_path):
     assert again.stdout.count("done before") == 7  # 3 trainings, 3 evaluations, RESULTS.md
 
 
+@pytest.mark.slow  # a recipe-level run: CI runs it (-m "not gpu"), the default suite does not
 def test_mini_er(mini_corpus, encoder, tmp_path):
     exp = tmp_path / "exp"
     run = _ok(_run(ER, "--tiny", "true", "--data", mini_corpus.parent, "--exp", exp, "--encoder", encoder, "--systems", "mfcc pretrained", "--steps", "6"))

@@ -43,6 +43,7 @@ def commonvoice_run(tmp_path_factory):
     return corpus, data, exp, args, run
 
 
+@pytest.mark.slow  # a recipe-level run: CI runs it (-m "not gpu"), the default suite does not
 def test_librispeech_prepare(librispeech_run):
     _, data, exp, args, run = librispeech_run
     manifests = data / "librispeech"
@@ -61,6 +62,7 @@ def test_librispeech_prepare(librispeech_run):
     assert (manifests / "cuts_dev-clean.jsonl.gz").stat().st_mtime_ns == stamp
 
 
+@pytest.mark.slow  # a recipe-level run: CI runs it (-m "not gpu"), the default suite does not
 def test_librispeech_prepare_redone_for_a_new_part(librispeech_run, tmp_path):
     """Asking for a part the manifests lack redoes stage 0 instead of calling it done."""
     corpus, data, _, _, _ = librispeech_run
@@ -71,6 +73,7 @@ def test_librispeech_prepare_redone_for_a_new_part(librispeech_run, tmp_path):
     assert "--parts dev-clean test-clean test-other" in run.stdout
 
 
+@pytest.mark.slow  # a recipe-level run: CI runs it (-m "not gpu"), the default suite does not
 def test_commonvoice_prepare(commonvoice_run):
     _, data, exp, args, run = commonvoice_run
     manifests = data / "commonvoice_cy"
@@ -84,6 +87,7 @@ def test_commonvoice_prepare(commonvoice_run):
     assert f"done before: {manifests}" in again.stdout
 
 
+@pytest.mark.slow  # a recipe-level run: CI runs it (-m "not gpu"), the default suite does not
 @pytest.mark.skipif(importlib.util.find_spec("speechssl.cli.subset") is None, reason="speechssl subset is not there yet")
 def test_commonvoice_subset(commonvoice_run):
     _, data, _, args, _ = commonvoice_run

@@ -33,6 +33,7 @@ def prepared(tmp_path_factory):
     return corpus, data, exp, args, run
 
 
+@pytest.mark.slow  # a recipe-level run: CI runs it (-m "not gpu"), the default suite does not
 def test_prepare(prepared):
     corpus, data, exp, args, run = prepared
     manifests = data / "librispeech"
@@ -56,6 +57,7 @@ def test_prepare(prepared):
     assert (manifests / "train" / "cuts_train.jsonl.gz").stat().st_mtime_ns == stamp
 
 
+@pytest.mark.slow  # a recipe-level run: CI runs it (-m "not gpu"), the default suite does not
 def test_prepare_redone_for_other_train_parts(prepared, tmp_path):
     """Other train parts than the manifests have redo stage 0 instead of calling it done."""
     corpus, data, _, _, _ = prepared

@@ -103,6 +103,7 @@ def iemocap_run(tmp_path_factory):
     return corpus, data, exp, args, run
 
 
+@pytest.mark.slow  # a recipe-level run: CI runs it (-m "not gpu"), the default suite does not
 def test_voxceleb_prepare(voxceleb_run):
     data, exp, args, run = voxceleb_run
     manifests = data / "voxceleb"
@@ -131,6 +132,7 @@ def test_voxceleb_prepare(voxceleb_run):
     assert (manifests / "cuts_train.jsonl.gz").stat().st_mtime_ns == stamp
 
 
+@pytest.mark.slow  # a recipe-level run: CI runs it (-m "not gpu"), the default suite does not
 def test_iemocap_prepare(iemocap_run):
     corpus, data, exp, args, run = iemocap_run
     manifests = data / "iemocap"

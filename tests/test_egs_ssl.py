@@ -9,6 +9,8 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parents[1]
 RECIPE = ROOT / "egs" / "mini" / "ssl" / "run.sh"
 
@@ -18,6 +20,7 @@ def _records(log: Path, split: str) -> list[dict]:
     return [r for r in records if r["split"] == split]
 
 
+@pytest.mark.slow  # a recipe-level run: CI runs it (-m "not gpu"), the default suite does not
 def test_egs_mini_ssl_run_sh(mini_corpus, tmp_path):
     """Both iterations end to end (stage 0 finds the session's tiny corpus complete), the report,
     a falling loss, and a second run that skips every finished stage."""

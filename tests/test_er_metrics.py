@@ -8,6 +8,8 @@ import pytest
 
 from speechssl.downstream.er.metrics import classification_metrics, confusion_table, plot_confusion
 
+pytestmark = pytest.mark.deps  # a dependency's behaviour: tools/deps_drift.sh runs these on the newest releases
+
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 LABELS = ["neu", "hap", "ang", "sad"]  # "sad" is never a reference below
 REFS = ["neu"] * 6 + ["hap"] * 2 + ["ang"] * 2

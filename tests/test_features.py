@@ -18,6 +18,8 @@ from speechssl.features.mfcc import MfccExtractor, mfcc_39, mfcc_num_frames
 from speechssl.features.stream import ComputedFeatures, DumpedFeatures, dump_features, parse_shard, shard_cuts
 from speechssl.models import build_encoder, preset
 
+pytestmark = pytest.mark.deps  # a dependency's behaviour: tools/deps_drift.sh runs these on the newest releases
+
 
 def _wav(seconds: float, seed: int = 0) -> torch.Tensor:
     rng = np.random.default_rng(seed)

@@ -20,6 +20,8 @@ from speechssl.labels.kmeans import FrameReservoir, KMeansConfig, KMeansModel, f
 from speechssl.labels.store import read_label_dir
 from speechssl.models import build_encoder, preset
 
+pytestmark = pytest.mark.deps  # a dependency's behaviour: tools/deps_drift.sh runs these on the newest releases
+
 
 def _blobs(n: int, d: int, k: int, seed: int = 0, spread: float = 0.3):
     rng = np.random.default_rng(seed)

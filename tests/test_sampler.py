@@ -10,6 +10,8 @@ from lhotse.testing.dummies import dummy_cut
 from speechssl.config import ConfigError, apply_overrides
 from speechssl.data.sampler import SamplerConfig, make_sampler
 
+pytestmark = pytest.mark.deps  # a dependency's behaviour: tools/deps_drift.sh runs these on the newest releases
+
 
 @pytest.fixture(scope="module")
 def cuts() -> CutSet:

@@ -26,6 +26,8 @@ from speechssl.downstream.sv.scoring import (
     write_scores,
 )
 
+pytestmark = pytest.mark.deps  # a dependency's behaviour: tools/deps_drift.sh runs these on the newest releases
+
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
 

@@ -10,6 +10,8 @@ import torch
 
 from speechssl.tokens.bpe import MAX_UNITS, UNIT_BASE, UnitBPE, dedup, text_to_units, units_to_text
 
+pytestmark = pytest.mark.deps  # a dependency's behaviour: tools/deps_drift.sh runs these on the newest releases
+
 NUM_UNITS = 50
 
 

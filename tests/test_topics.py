@@ -35,6 +35,8 @@ from speechssl.labels.topics import (
     topic_analysis,
 )
 
+pytestmark = pytest.mark.deps  # a dependency's behaviour: tools/deps_drift.sh runs these on the newest releases
+
 # ---------------------------------------------------------------------------------------------
 # documents
 

@@ -1,12 +1,15 @@
 #!/usr/bin/env bash
-# Set up speechssl for development and recipes: a virtual environment in .venv with the package
-# (editable) and its dev extra, and the espeak-ng system package the synthetic mini corpus needs.
-# Running it again when nothing changed takes seconds: the pip step is skipped while pyproject.toml
-# and the Python version are unchanged.
+# Set up speechssl for development and recipes: the espeak-ng system package the synthetic mini
+# corpus needs, and a virtual environment in .venv holding exactly the versions of uv.lock (the set
+# the tests passed with) and the package itself (editable, with its dev extra).
+# The lock is installed with uv (parallel downloads, no resolver run); uv itself comes from PyPI
+# through pip, at the version the lock names. Running it again when nothing changed takes seconds:
+# the install is skipped while uv.lock, pyproject.toml and the Python version are unchanged.
 #
 # Usage: tools/setup.sh [--force]      (--force reinstalls the Python packages)
 # Env:   PYTHON   interpreter to build the venv from (default: python3, must be >= 3.10)
 #        VENV     where the venv goes (default: <repo>/.venv)
+#        UV_CACHE_DIR, UV_DEFAULT_INDEX, ...  uv's own settings (uv does not read pip.conf)
 set -euo pipefail
 
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -16,7 +19,7 @@ force=false
 for arg in "$@"; do
   case "$arg" in
     --force) force=true ;;
-    -h|--help) sed -n '2,10p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    -h|--help) sed -n '2,13p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) echo "setup.sh: unknown argument '$arg' (see --help)" >&2; exit 2 ;;
   esac
 done
@@ -43,7 +46,7 @@ if ! have_espeak; then
     exit 1
   fi
   $sudo apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq espeak-ng >/dev/null
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends espeak-ng >/dev/null
   have_espeak || { echo "setup.sh: espeak-ng still not found after apt-get install" >&2; exit 1; }
 fi
 
@@ -56,16 +59,42 @@ if [ ! -x "$venv/bin/python" ]; then
   "$python" -m venv "$venv"
 fi
 
-# 3. the package, skipped when nothing it depends on changed
+# 3. the locked packages and speechssl, skipped when nothing they depend on changed
 stamp="$venv/.speechssl-setup"
-want="$( { cat "$root/pyproject.toml"; "$venv/bin/python" -VV; } | sha256sum | cut -d' ' -f1)"
+want="$( { cat "$root/uv.lock" "$root/pyproject.toml"; "$venv/bin/python" -VV; } | sha256sum | cut -d' ' -f1)"
+# speechssl's own .pyc files (it is installed editable: its modules stay in the source tree), kept
+# current on every run; see --compile-bytecode below for why
+compile_speechssl() { "$venv/bin/python" -m compileall -q -j 0 "$root/speechssl" > /dev/null; }
 if ! $force && [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$want" ]; then
+  compile_speechssl
   echo "setup.sh: $venv is up to date"
-else
-  echo "setup.sh: installing speechssl[dev] into $venv (first time: a few minutes)"
-  rm -f "$stamp"
-  "$venv/bin/python" -m pip install -q --upgrade pip
-  "$venv/bin/python" -m pip install -q -e "$root[dev]"
-  echo "$want" > "$stamp"
+  exit 0
 fi
+rm -f "$stamp"
+# uv at the version the lock pins (it is in the dev extra), bootstrapped with the venv's pip
+uv_version="$(sed -n '/^name = "uv"$/{n;s/^version = "\(.*\)"$/\1/p;q}' "$root/uv.lock")"
+[ -n "$uv_version" ] || { echo "setup.sh: uv.lock names no uv version; refresh it with tools/lock.sh" >&2; exit 1; }
+if [ "$("$venv/bin/python" -m uv --version 2>/dev/null | cut -d' ' -f2)" != "$uv_version" ]; then
+  echo "setup.sh: installing uv $uv_version into $venv"
+  "$venv/bin/python" -m pip install -q --disable-pip-version-check "uv==$uv_version"
+fi
+echo "setup.sh: installing the locked packages and speechssl[dev] into $venv (first time: a minute or two)"
+# --locked: stop, instead of re-resolving, when uv.lock was not made from this pyproject.toml
+# (uv sync also removes what the lock does not name: the venv is the tested set and nothing else)
+# --compile-bytecode: .pyc files now, once. Where PYTHONDONTWRITEBYTECODE is set (as on the machines
+# this project is built and tested on) Python never writes them, and every command would compile
+# torch's modules again: 4 s instead of 2 s per process on those machines.
+UV_PROJECT_ENVIRONMENT="$venv" "$venv/bin/python" -m uv sync --project "$root" --locked --extra dev \
+  --python "$venv/bin/python" --no-python-downloads --compile-bytecode --quiet $($force && echo --reinstall) \
+  || { echo "setup.sh: installing from uv.lock failed (see above). If pyproject.toml changed, refresh the lock with tools/lock.sh" >&2; exit 1; }
+compile_speechssl
+
+# 4. what the install can do, checked: torch, torchaudio's compiled library, faiss, espeak-ng, ...
+if ! report="$("$venv/bin/speechssl" doctor 2>&1)"; then
+  echo "$report" >&2
+  echo "setup.sh: the install is not healthy (see the FAIL lines and their fixes above)" >&2
+  exit 1
+fi
+echo "$want" > "$stamp"
+echo "setup.sh: $(echo "$report" | tail -n 1) ('$venv/bin/speechssl doctor' shows the details)"
 echo "setup.sh: ready. Activate with: . $venv/bin/activate"

@@ -10,6 +10,7 @@ import sys
 from typing import Callable
 
 from speechssl.config import ConfigError
+from speechssl.deps import DependencyError, import_torchaudio
 
 
 def make_parser(verb: str, description: str, examples: str) -> argparse.ArgumentParser:
@@ -75,14 +76,18 @@ def setup_logging(args: argparse.Namespace) -> None:
 
 def user_errors(verb: str) -> Callable:
     """Decorate a verb's ``main``: errors a user can cause print ``speechssl <verb>: error: ...``
-    and return 1; anything else is a bug and keeps its traceback."""
+    and return 1; anything else is a bug and keeps its traceback. A torch or torchaudio that does
+    not load (:mod:`speechssl.deps`) is such an error, checked before the verb starts."""
 
     def wrap(main: Callable[..., int]) -> Callable[..., int]:
         @functools.wraps(main)
         def run(argv: list[str] | None = None) -> int:
             try:
+                if not {"-h", "--help"} & set(sys.argv[1:] if argv is None else argv):
+                    # a torchaudio that cannot load is said at once, not a traceback mid-run
+                    import_torchaudio()
                 return main(argv)
-            except (ValueError, FileNotFoundError, FileExistsError, ConfigError) as e:
+            except (ValueError, FileNotFoundError, FileExistsError, ConfigError, DependencyError) as e:
                 print(f"speechssl {verb}: error: {e}", file=sys.stderr)
                 return 1
             except KeyboardInterrupt:

@@ -75,3 +75,9 @@ def main(argv: list[str] | None = None) -> int:
         f"{sum(p.numel() for p in encoder.parameters()) / 1e6:.1f}M parameters"
     )
     return 0
+
+
+if __name__ == "__main__":
+    import sys
+
+    sys.exit(main())

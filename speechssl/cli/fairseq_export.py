@@ -48,3 +48,9 @@ def main(argv: list[str] | None = None) -> int:
     for kind, path in written.items():
         print(f"wrote {kind}: {path}")
     return 0
+
+
+if __name__ == "__main__":
+    import sys
+
+    sys.exit(main())

@@ -46,3 +46,9 @@ def main(argv: list[str] | None = None) -> int:
     atomic_write_text(skipped_path, "".join(f"{rel}\t{problem}\n" for rel, problem in skipped))
     print(f"imported {len(cuts)} cuts into {args.out}; {len(skipped)} skipped, listed in {skipped_path}")
     return 0
+
+
+if __name__ == "__main__":
+    import sys
+
+    sys.exit(main())

@@ -89,3 +89,9 @@ def main(argv: list[str] | None = None) -> int:
         skipped = f", {info['skipped']} unreadable skipped" if info["skipped"] else ""
         print(f"{split}: {info['cuts']} utterances, {info['frames']} frames of {source.spec.describe()} -> {folder}{skipped}")
     return 0
+
+
+if __name__ == "__main__":
+    import sys
+
+    sys.exit(main())

@@ -147,3 +147,9 @@ def main(argv: list[str] | None = None) -> int:
     args = get_parser().parse_args(argv)
     setup_logging(args)
     return _fit(args) if args.command == "fit" else _label(args)
+
+
+if __name__ == "__main__":
+    import sys
+
+    sys.exit(main())

@@ -62,3 +62,9 @@ def main(argv: list[str] | None = None) -> int:
     else:
         print(format_quality(rows))
     return 0
+
+
+if __name__ == "__main__":
+    import sys
+
+    sys.exit(main())

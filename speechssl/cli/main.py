@@ -30,6 +30,7 @@ VERBS: dict[str, tuple[str, str]] = {
     "er": ("er", "emotion recognition: 'train' a pooling + MLP classifier (class-balanced), 'evaluate' a split (WA, UA, F1, confusion), 'results'"),
     "topics": ("topics", "HuBERTopic topic labels: 'fit' an LDA over unit documents, 'label' utterances, 'analyze'"),
     "report": ("report", "one Markdown report with PNG figures of a whole run: curves, label quality, topics, tokens, downstream tasks"),
+    "doctor": ("doctor", "check the installation (Python, torch, torchaudio, CUDA, faiss, espeak-ng, threads): run it first, paste it into bug reports"),
 }
 
 
@@ -62,8 +63,23 @@ def main(argv: list[str] | None = None) -> int:
         hint = f" Did you mean '{close[0]}'?" if close else ""
         print(f"speechssl: unknown verb '{verb}'.{hint} Valid verbs: {', '.join(VERBS)}", file=sys.stderr)
         return 2
-    module = importlib.import_module(f"speechssl.cli.{VERBS[verb][0]}")
-    return int(module.main(rest) or 0)
+    from speechssl.deps import DependencyError, import_torch, is_dependency_failure, missing_module_message
+
+    # a broken or partial install is one line naming what is wrong and the fix, never a traceback
+    # from inside a dependency (doctor runs in any install: it reports instead)
+    try:
+        if verb != "doctor":
+            import_torch()
+        module = importlib.import_module(f"speechssl.cli.{VERBS[verb][0]}")
+        return int(module.main(rest) or 0)
+    except DependencyError as e:
+        print(f"speechssl {verb}: error: {e}", file=sys.stderr)
+        return 1
+    except ModuleNotFoundError as e:
+        if not is_dependency_failure(e):
+            raise
+        print(f"speechssl {verb}: error: {missing_module_message(e)}", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":

@@ -75,3 +75,9 @@ def main(argv: list[str] | None = None) -> int:
     report = write_report(inputs)
     print(f"wrote {report}")
     return 0
+
+
+if __name__ == "__main__":
+    import sys
+
+    sys.exit(main())

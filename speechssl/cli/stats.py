@@ -45,3 +45,9 @@ def main(argv: list[str] | None = None) -> int:
     else:
         print(format_stats(stats))
     return 0
+
+
+if __name__ == "__main__":
+    import sys
+
+    sys.exit(main())

@@ -193,3 +193,9 @@ def main(argv: list[str] | None = None) -> int:
     args = get_parser().parse_args(argv)
     setup_logging(args)
     return {"extract": _extract, "bpe-train": _bpe_train, "bpe-encode": _bpe_encode}[args.command](args)
+
+
+if __name__ == "__main__":
+    import sys
+
+    sys.exit(main())

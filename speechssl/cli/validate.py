@@ -86,3 +86,9 @@ def main(argv: list[str] | None = None) -> int:
         save_cuts(CutSet.from_cuts(c for c in cuts if c.id not in bad), args.out)
     print(f"{len(items) - len(bad)} of {len(items)} cuts are usable; {len(bad)} skipped, listed in {skipped_path}")
     return 0
+
+
+if __name__ == "__main__":
+    import sys
+
+    sys.exit(main())

@@ -357,8 +357,9 @@ def torchaudio_factory_kwargs(cfg: EncoderConfig) -> dict[str, Any]:
 
 def encoder_to_torchaudio(encoder: SSLEncoder) -> nn.Module:
     """A torchaudio ``Wav2Vec2Model`` (built by ``wav2vec2_model`` / ``wavlm_model``) with ``encoder``'s weights."""
-    import torchaudio
+    from speechssl.deps import import_torchaudio
 
+    torchaudio = import_torchaudio()
     cfg = encoder.config
     factory = torchaudio.models.wavlm_model if cfg.relative_position_buckets else torchaudio.models.wav2vec2_model
     model = factory(**torchaudio_factory_kwargs(cfg))

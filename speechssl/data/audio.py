@@ -32,8 +32,10 @@ def resample(wav: np.ndarray, orig_rate: int, new_rate: int = SAMPLE_RATE) -> np
     if orig_rate == new_rate:
         return wav
     import torch
-    import torchaudio.functional as AF
 
+    from speechssl.deps import torchaudio_module
+
+    AF = torchaudio_module("functional")
     out = AF.resample(torch.from_numpy(np.ascontiguousarray(wav)), orig_rate, new_rate)
     return out.numpy()
 

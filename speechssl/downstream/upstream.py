@@ -102,9 +102,10 @@ class FeatureUpstream(nn.Module):
         return torch.clamp((wav_lens - 400) // 160 + 1, min=0)
 
     def _one(self, wav: Tensor) -> Tensor:
-        from torchaudio.compliance.kaldi import fbank
-
+        from speechssl.deps import torchaudio_module
         from speechssl.features.mfcc import mfcc_39
+
+        fbank = torchaudio_module("compliance.kaldi").fbank
 
         if self.kind == "mfcc":
             feats = mfcc_39(wav)  # (T, 39)

@@ -29,9 +29,10 @@ def mfcc_num_frames(num_samples: int) -> int:
 
 def mfcc_39(wav: Tensor) -> Tensor:
     """One waveform ``(S,)`` at 16 kHz, float in [-1, 1] -> ``(T, 39)``: MFCC, deltas, delta-deltas."""
-    from torchaudio.compliance.kaldi import mfcc
-    from torchaudio.functional import compute_deltas
+    from speechssl.deps import torchaudio_module
 
+    mfcc = torchaudio_module("compliance.kaldi").mfcc
+    compute_deltas = torchaudio_module("functional").compute_deltas
     if wav.dim() != 1:
         raise ValueError(f"expected one waveform of shape (samples,), found {tuple(wav.shape)}")
     feats = mfcc(wav[None].float(), sample_frequency=SAMPLE_RATE, use_energy=False, num_ceps=NUM_CEPS)  # (T, 13)
