@@ -3,10 +3,11 @@ clear line (what is wrong, both versions, the fix) instead of a traceback from a
 internals when something is missing or broken.
 
 torchaudio is in maintenance and its 2.11 line is its last. ``import torchaudio`` loads a compiled
-library linked against one torch build, and its wheels do not say which: 2.11.0 declares no torch
-requirement, 2.11.1 declares ``torch>=2.11`` and fails to load with torch 2.11.0. No version range
-can pair them, so :data:`TORCHAUDIO_LOADS_WITH` records what was measured (BENCHMARKS.md,
-"Installs"), and every import of torchaudio in speechssl goes through :func:`import_torchaudio`.
+library linked against some torch builds and not others, and its wheels do not say which (2.11.0
+declares no torch requirement; 2.11.1 declares ``torch>=2.11`` and fails to load with torch 2.11.0).
+:data:`TORCHAUDIO_LOADS_WITH` records what was measured; pyproject.toml's ranges follow it, and an
+environment that pairs them wrongly anyway is named, with the fix, by :func:`import_torchaudio`,
+through which every import of torchaudio in speechssl goes.
 """
 
 from __future__ import annotations
@@ -30,12 +31,11 @@ TORCHAUDIO_LOADS_WITH: dict[str, tuple[str, str]] = {
     "2.11.1": ("2.13", "2.14"),
 }
 
-# import name -> distribution name, where they differ or the import is a common failure
+# import name -> distribution name, where they differ
 _DISTRIBUTIONS = {
     "yaml": "PyYAML",
     "sklearn": "scikit-learn",
     "faiss": "faiss-cpu",
-    "tomli": "tomli",
 }
 
 # where the tested versions of everything are, and the command that installs them

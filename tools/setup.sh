@@ -31,6 +31,11 @@ have_espeak() {
   command -v espeak-ng >/dev/null 2>&1 \
     && "$python" -c 'import ctypes; ctypes.CDLL("libespeak-ng.so.1")' >/dev/null 2>&1
 }
+install_espeak() {
+  $sudo apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends espeak-ng >/dev/null
+}
+apt_pid=""
 if ! have_espeak; then
   echo "setup.sh: espeak-ng is missing; installing it with apt-get"
   if [ "$(id -u)" = 0 ]; then sudo=""
@@ -45,10 +50,24 @@ if ! have_espeak; then
     echo "          libespeak-ng.so.1) with your system's package manager, then run this again." >&2
     exit 1
   fi
-  $sudo apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends espeak-ng >/dev/null
-  have_espeak || { echo "setup.sh: espeak-ng still not found after apt-get install" >&2; exit 1; }
+  if [ -z "$sudo" ] || sudo -n true 2>/dev/null; then
+    # no password to ask for: apt works in the background while the Python packages install
+    apt_log="$(mktemp)"
+    install_espeak > "$apt_log" 2>&1 &
+    apt_pid=$!
+  else
+    install_espeak
+  fi
 fi
+# wait for a background apt-get, and check that espeak-ng is usable
+espeak_done() {
+  if [ -n "$apt_pid" ]; then
+    wait "$apt_pid" || { cat "$apt_log" >&2; echo "setup.sh: apt-get install espeak-ng failed (above)" >&2; exit 1; }
+    rm -f "$apt_log"; apt_pid=""
+  fi
+  have_espeak || { echo "setup.sh: espeak-ng still not found after apt-get install" >&2; exit 1; }
+}
+[ -n "$apt_pid" ] || espeak_done
 
 # 2. the virtual environment
 "$python" - <<'PY' || { echo "setup.sh: speechssl needs Python >= 3.10 (PYTHON=$python)" >&2; exit 1; }
@@ -66,6 +85,7 @@ want="$( { cat "$root/uv.lock" "$root/pyproject.toml"; "$venv/bin/python" -VV; }
 # current on every run; see --compile-bytecode below for why
 compile_speechssl() { "$venv/bin/python" -m compileall -q -j 0 "$root/speechssl" > /dev/null; }
 if ! $force && [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$want" ]; then
+  espeak_done
   compile_speechssl
   echo "setup.sh: $venv is up to date"
   exit 0
@@ -88,6 +108,8 @@ UV_PROJECT_ENVIRONMENT="$venv" "$venv/bin/python" -m uv sync --project "$root" -
   --python "$venv/bin/python" --no-python-downloads --compile-bytecode --quiet $($force && echo --reinstall) \
   || { echo "setup.sh: installing from uv.lock failed (see above). If pyproject.toml changed, refresh the lock with tools/lock.sh" >&2; exit 1; }
 compile_speechssl
+
+espeak_done
 
 # 4. what the install can do, checked: torch, torchaudio's compiled library, faiss, espeak-ng, ...
 if ! report="$("$venv/bin/speechssl" doctor 2>&1)"; then
