@@ -121,40 +121,38 @@ def torchaudio_problem(error: BaseException) -> str:
     )
 
 
+def _torch_problem(error: BaseException) -> str:
+    return (
+        f"torch {installed_version('torch') or '?'} does not load ({_last_line(error)}). Fix: {_install_fix('torch')} "
+        "(a CUDA build needs its nvidia-* packages; pip install --force-reinstall torch restores them)"
+    )
+
+
+def _import_checked(name: str, problem) -> ModuleType:
+    """``import name``, or :class:`DependencyError`: not installed, a dependency of it missing, or
+    ``problem(error)`` when it is there but does not load (its compiled library, say)."""
+    if name in sys.modules:
+        return sys.modules[name]
+    try:
+        return importlib.import_module(name)
+    except ModuleNotFoundError as e:
+        if e.name and e.name.split(".")[0] == name:
+            raise DependencyError(f"{name} is not installed. Fix: {_install_fix(name)}") from e
+        raise DependencyError(missing_module_message(e)) from e
+    except (OSError, ImportError, RuntimeError) as e:  # a compiled library (OSError), torchaudio's CUDA check (RuntimeError)
+        raise DependencyError(problem(e)) from e
+
+
 def import_torch() -> ModuleType:
     """``import torch``, or :class:`DependencyError` with one line when it is missing or its
     compiled libraries do not load (a CUDA build without its CUDA libraries, say)."""
-    if "torch" in sys.modules:
-        return sys.modules["torch"]
-    try:
-        import torch
-    except ModuleNotFoundError as e:
-        if e.name and e.name.split(".")[0] == "torch":
-            raise DependencyError(f"torch is not installed. Fix: {_install_fix('torch')}") from e
-        raise DependencyError(missing_module_message(e)) from e
-    except (OSError, ImportError) as e:
-        version = installed_version("torch") or "?"
-        raise DependencyError(
-            f"torch {version} does not load ({_last_line(e)}). Fix: {_install_fix('torch')} "
-            "(a CUDA build needs its nvidia-* packages; pip install --force-reinstall torch restores them)"
-        ) from e
-    return torch
+    return _import_checked("torch", _torch_problem)
 
 
 def import_torchaudio() -> ModuleType:
     """``import torchaudio``, or :class:`DependencyError` with one line naming torch's and
     torchaudio's versions and the fix when it is missing or its compiled library does not load."""
-    if "torchaudio" in sys.modules:
-        return sys.modules["torchaudio"]
-    try:
-        import torchaudio
-    except ModuleNotFoundError as e:
-        if e.name and e.name.split(".")[0] == "torchaudio":
-            raise DependencyError(f"torchaudio is not installed. Fix: {_install_fix('torchaudio')}") from e
-        raise DependencyError(missing_module_message(e)) from e
-    except (OSError, ImportError, RuntimeError) as e:  # the compiled library (OSError), its CUDA check (RuntimeError)
-        raise DependencyError(torchaudio_problem(e)) from e
-    return torchaudio
+    return _import_checked("torchaudio", torchaudio_problem)
 
 
 def torchaudio_module(name: str) -> ModuleType:

@@ -11,30 +11,34 @@
 # (name: value) into one folder. A step that fails is reported and the next one runs; the exit
 # status is 1 when any step failed.
 #
-# Usage: tools/gpu_check.sh [--device cuda|cpu] [--out DIR] [--data DIR] [--quick] [--budget SECONDS]
-#   --device  cuda (default) or cpu: the same steps on the CPU (how it is tested on machines without a GPU)
-#   --out     output folder (default: $OUT, else gpu_check_out)
-#   --data    a mini corpus made beforehand (the GPU image has no espeak-ng to make one); default:
-#             made with 'speechssl make-mini-corpus --tiny' into the output's work folder
-#   --quick   test-sized benchmarks (tiny models, one round): seconds instead of minutes
-#   --budget  seconds for all steps (default 530): a step gets at most what is left, and is skipped
-#             when under 10 s are left, so the call ends inside the device tool's 9 minutes
+# Usage: tools/gpu_check.sh [--device cuda|cpu] [--out DIR] [--data DIR] [--bench-data DIR] [--quick]
+#                           [--budget SECONDS]
+#   --device      cuda (default) or cpu: the same steps on the CPU (how it is tested without a GPU)
+#   --out         output folder (default: $OUT, else gpu_check_out)
+#   --data        a tiny mini corpus made beforehand (the GPU image has no espeak-ng to make one),
+#                 for the gpu tests and the smoke test; default: made with make-mini-corpus --tiny
+#   --bench-data  a mini corpus for the tokens benchmark (default: --data)
+#   --quick       test-sized benchmarks (tiny models, one round): seconds instead of minutes
+#   --budget      seconds for all steps (default 530): a step gets at most what is left, and is
+#                 skipped when under 10 s are left, so the call ends inside the device tool's 9 minutes
 # Before a GPU call, here:   ../shared/tools/gpu-wheels.sh                      (wheels into .whl/)
-#                             .venv/bin/speechssl make-mini-corpus .gpu_data/mini --hours 0.2
+#                             .venv/bin/speechssl make-mini-corpus .gpu_data/mini --tiny
+#                             .venv/bin/speechssl make-mini-corpus .gpu_data/bench --hours 0.2
 #                             (.whl/ and .gpu_data/ are ignored by git: name both in the call's carry)
-# then on the machine:        tools/gpu_check.sh --data .gpu_data/mini
+# then on the machine:        tools/gpu_check.sh --data .gpu_data/mini --bench-data .gpu_data/bench
 set -uo pipefail
 
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
-device=cuda out="${OUT:-}" data="" quick=false budget=530
+device=cuda out="${OUT:-}" data="" bench_data="" quick=false budget=530
 while [ $# -gt 0 ]; do
   case "$1" in
     --device) device="$2"; shift ;;
     --out) out="$2"; shift ;;
     --data) data="$2"; shift ;;
+    --bench-data) bench_data="$2"; shift ;;
     --quick) quick=true ;;
     --budget) budget="$2"; shift ;;
-    -h|--help) sed -n '2,27p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    -h|--help) sed -n '2,28p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) echo "gpu_check.sh: unknown argument '$1' (see --help)" >&2; exit 2 ;;
   esac
   shift
@@ -89,8 +93,10 @@ fi
 step doctor 120 bash -c "'$py' -m speechssl.cli.main doctor > '$out/doctor.txt' 2>&1; rc=\$?; cat '$out/doctor.txt'; exit \$rc"
 
 # 3. the gpu-marked tests (only the files that have any: collecting the whole suite costs a minute)
+# (the tests' mini corpus: --data when given, as the GPU image cannot synthesise one)
 mapfile -t gpu_files < <(grep -l "pytest.mark.gpu" tests/test_*.py)
-step gpu_tests 300 "$py" -m pytest -m gpu -q -p no:cacheprovider -rs "${gpu_files[@]}"
+step gpu_tests 300 env ${data:+SPEECHSSL_TEST_MINI_CORPUS="$(cd "$data" && pwd)"} \
+  "$py" -m pytest -m gpu -q -p no:cacheprovider -rs "${gpu_files[@]}"
 
 # 4. the CLI smoke test on the device
 smoke() {
@@ -132,7 +138,7 @@ bench() {
   step "$name" "$limit" "$py" "tools/bench/$name.py" --device "$device" --dtype bf16 "$@"
   tail -n +"$((before + 2))" "$log" | grep -E '^[a-z0-9]+_[a-z0-9_]+: [-0-9.]+' | sed "s/^/$name | /" >> "$headlines"
 }
-bench_data=${data:-$work/smoke/mini}
+bench_data=${bench_data:-${data:-$work/smoke/mini}}
 if $quick; then
   bench encoder 120 --model tiny_hubert --batch 2 --seconds 1 --repeats 1 --rounds 1
   bench pretrain_step 120 --preset tiny_hubert --batch 2 --seconds 1 --warmup 1 --rounds 1 --no-memory
