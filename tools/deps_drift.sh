@@ -7,7 +7,7 @@
 # Usage: tools/deps_drift.sh [--lowest] [--venv DIR] [-- PYTEST_ARGS...]
 #   --lowest    speechssl's own requirements at the lowest releases their ranges allow (checks that
 #               the lower bounds are true); their dependencies at the newest
-#   --venv DIR  where the venv goes (default: a temporary folder, removed afterwards)
+#   --venv DIR  where the venv goes, made afresh and kept (default: a temporary folder, removed)
 # Exit status: 0 when doctor finds no FAIL and the tests pass.
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -28,7 +28,7 @@ if [ -z "$venv" ]; then
 fi
 uv="$root/.venv/bin/uv"
 [ -x "$uv" ] || uv="$(command -v uv)" || { echo "deps_drift.sh: no uv: run tools/setup.sh first (or pip install uv)" >&2; exit 1; }
-"$uv" venv --quiet --python "${PYTHON:-python3}" --no-python-downloads "$venv"
+"$uv" venv --quiet --clear --python "${PYTHON:-python3}" --no-python-downloads "$venv"  # --clear: a venv given again starts afresh
 echo "deps_drift.sh: resolving speechssl[dev] afresh ($resolution) into $venv"
 "$uv" pip install --quiet --python "$venv/bin/python" --resolution "$resolution" -e "$root[dev]"
 status=0
