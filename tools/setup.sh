@@ -4,7 +4,8 @@
 # the tests passed with) and the package itself (editable, with its dev extra).
 # The lock is installed with uv (parallel downloads, no resolver run); uv itself comes from PyPI
 # through pip, at the version the lock names. Running it again when nothing changed takes seconds:
-# the install is skipped while uv.lock, pyproject.toml and the Python version are unchanged.
+# the install is skipped while uv.lock, pyproject.toml, the Python version and whether
+# PYTHONDONTWRITEBYTECODE is set (see --compile-bytecode below) are unchanged.
 #
 # Usage: tools/setup.sh [--force]      (--force reinstalls the Python packages)
 # Env:   PYTHON   interpreter to build the venv from (default: python3, must be >= 3.10)
@@ -80,10 +81,13 @@ fi
 
 # 3. the locked packages and speechssl, skipped when nothing they depend on changed
 stamp="$venv/.speechssl-setup"
-want="$( { cat "$root/uv.lock" "$root/pyproject.toml"; "$venv/bin/python" -VV; } | sha256sum | cut -d' ' -f1)"
+want="$( { cat "$root/uv.lock" "$root/pyproject.toml"; "$venv/bin/python" -VV; echo "${PYTHONDONTWRITEBYTECODE:+compiled}"; } \
+  | sha256sum | cut -d' ' -f1)"
 # speechssl's own .pyc files (it is installed editable: its modules stay in the source tree), kept
-# current on every run; see --compile-bytecode below for why
-compile_speechssl() { "$venv/bin/python" -m compileall -q -j 0 "$root/speechssl" > /dev/null; }
+# current on every run where Python does not write them itself; see --compile-bytecode below
+compile_speechssl() {
+  [ -z "${PYTHONDONTWRITEBYTECODE:-}" ] || "$venv/bin/python" -m compileall -q -j 0 "$root/speechssl" > /dev/null
+}
 if ! $force && [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$want" ]; then
   espeak_done
   compile_speechssl
@@ -101,11 +105,14 @@ fi
 echo "setup.sh: installing the locked packages and speechssl[dev] into $venv (first time: a minute or two)"
 # --locked: stop, instead of re-resolving, when uv.lock was not made from this pyproject.toml
 # (uv sync also removes what the lock does not name: the venv is the tested set and nothing else)
-# --compile-bytecode: .pyc files now, once. Where PYTHONDONTWRITEBYTECODE is set (as on the machines
-# this project is built and tested on) Python never writes them, and every command would compile
-# torch's modules again: 4 s instead of 2 s per process on those machines.
+# --compile-bytecode where PYTHONDONTWRITEBYTECODE is set (as on the machines this project is built
+# and tested on): Python never writes .pyc files there, and every command would compile torch's
+# modules again (4 s instead of 2 s per process). Elsewhere Python writes them on first use, for
+# the modules used only, and compiling all 15,000 now would cost half a minute.
+compile=()
+[ -z "${PYTHONDONTWRITEBYTECODE:-}" ] || compile=(--compile-bytecode)
 UV_PROJECT_ENVIRONMENT="$venv" "$venv/bin/python" -m uv sync --project "$root" --locked --extra dev \
-  --python "$venv/bin/python" --no-python-downloads --compile-bytecode --quiet $($force && echo --reinstall) \
+  --python "$venv/bin/python" --no-python-downloads --quiet "${compile[@]}" $($force && echo --reinstall) \
   || { echo "setup.sh: installing from uv.lock failed (see above). If pyproject.toml changed, refresh the lock with tools/lock.sh" >&2; exit 1; }
 compile_speechssl
 
