@@ -9,8 +9,10 @@ __version__ = "0.1.0"
 
 def load_encoder(path, *, allow_pickle: bool = False):
     """Load an encoder from a speechssl checkpoint (``.safetensors``), a Hugging Face model folder
-    (HubertModel / WavLMModel / Wav2Vec2Model or their task models) or, with ``allow_pickle=True``,
-    a fairseq checkpoint (a pickle: load only files you trust). Returns an
+    (HubertModel / WavLMModel / Wav2Vec2Model or their task models) or a fairseq checkpoint (``.pt``:
+    HuBERT, wav2vec 2.0, WavLM, fine-tuned CTC), read without running anything in it
+    (:func:`speechssl.convert.fairseq.read_fairseq_checkpoint`); ``allow_pickle=True`` unpickles it
+    fully, for a trusted file that holds more than a checkpoint needs. Returns an
     :class:`~speechssl.models.SSLEncoder` in eval mode.
     """
     from pathlib import Path
@@ -32,13 +34,7 @@ def load_encoder(path, *, allow_pickle: bool = False):
 
         return load_encoder_checkpoint(path)
     if path.suffix in (".pt", ".pth", ".ckpt"):
-        if not allow_pickle:
-            raise ValueError(
-                f"{path}: looks like a fairseq checkpoint, which is a pickle and can run code when read. "
-                "If you trust it, pass allow_pickle=True, or convert it once with "
-                "'speechssl convert --from fairseq SRC OUT.safetensors'"
-            )
         from speechssl.convert.fairseq import encoder_from_fairseq
 
-        return encoder_from_fairseq(path)
+        return encoder_from_fairseq(path, allow_pickle=allow_pickle)
     raise ValueError(f"{path}: unknown checkpoint type '{path.suffix}'; expected .safetensors, a folder, or a fairseq .pt")

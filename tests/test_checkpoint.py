@@ -60,7 +60,7 @@ def test_loading_never_unpickles(encoder, tmp_path, monkeypatch):
 
 def test_load_encoder_errors(encoder, tmp_path):
     (tmp_path / "model.pt").write_bytes(pickle.dumps({"cfg": {}}))
-    with pytest.raises(ValueError, match="model.pt: looks like a fairseq checkpoint, which is a pickle"):
+    with pytest.raises(ValueError, match="model.pt: not a readable PyTorch file .*; expected a fairseq checkpoint"):
         speechssl.load_encoder(tmp_path / "model.pt")
     (tmp_path / "junk.safetensors").write_bytes(b"\x00" * 64)
     with pytest.raises(ValueError, match="junk.safetensors: not a readable safetensors file"):

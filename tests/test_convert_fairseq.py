@@ -308,7 +308,7 @@ def test_unsupported_models_and_layouts(tmp_path, good_checkpoint):
     with pytest.raises(ValueError, match=rf"^{re.escape(str(path))}: expected a fairseq checkpoint"):
         encoder_from_fairseq(path)
     (tmp_path / "text.pt").write_text("not a checkpoint")
-    with pytest.raises(ValueError, match="not a readable PyTorch checkpoint"):
+    with pytest.raises(ValueError, match="text.pt: not a readable PyTorch file"):
         encoder_from_fairseq(tmp_path / "text.pt")
     with pytest.raises(FileNotFoundError):
         encoder_from_fairseq(tmp_path / "absent.pt")
@@ -354,7 +354,7 @@ def test_convert_cli_and_load_encoder(tmp_path, good_checkpoint, capsys):
     path = _save(tmp_path, good_checkpoint, "hubert.pt")
     assert convert.main(["--from", "fairseq", str(path), str(tmp_path / "hubert.safetensors")]) == 0
     assert "hubert, 2 layers, width 32" in capsys.readouterr().out
-    direct = speechssl.load_encoder(path, allow_pickle=True)
+    direct = speechssl.load_encoder(path)  # read safely: no flag needed
     converted = speechssl.load_encoder(tmp_path / "hubert.safetensors")
     wavs, lens = padded_batch()
     with torch.no_grad():

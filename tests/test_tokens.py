@@ -95,7 +95,7 @@ def test_a_kmeans_model_of_another_layer_encoder_or_mfcc_is_refused(setup, tmp_p
 
 def test_hugging_face_and_fairseq_encoders(setup, tmp_path):
     """Every encoder load_encoder reads: a Hugging Face export of the same weights gives the same
-    units with the same k-means model; a fairseq checkpoint needs allow_pickle."""
+    units with the same k-means model; a fairseq checkpoint loads without a flag (the safe reader)."""
     from test_convert_fairseq import fairseq_state, model_cfg
     from torchaudio_refs import tiny_torchaudio
 
@@ -111,12 +111,10 @@ def test_hugging_face_and_fairseq_encoders(setup, tmp_path):
 
     path = tmp_path / "hubert.pt"
     torch.save({"cfg": {"model": model_cfg("hubert")}, "model": fairseq_state(tiny_torchaudio("wav2vec2", seed=3), mode="group_norm")}, path)
-    with pytest.raises(ValueError, match="allow_pickle"):
-        Tokenizer.from_files(path, setup["kmeans"])
-    fs_km = _fit(load_encoder(path, allow_pickle=True), setup["dev"], tmp_path / "fs_km.safetensors", layer=1, k=6, path=path)
+    fs_km = _fit(load_encoder(path), setup["dev"], tmp_path / "fs_km.safetensors", layer=1, k=6, path=path)
     with pytest.raises(ValueError, match="encoder differs"):  # our k-means does not fit the fairseq model
-        Tokenizer.from_files(path, setup["kmeans"], allow_pickle=True)
-    fs = Tokenizer.from_files(path, fs_km, allow_pickle=True, device="cpu")
+        Tokenizer.from_files(path, setup["kmeans"])
+    fs = Tokenizer.from_files(path, fs_km, device="cpu")
     units = fs(batch.wavs, batch.lengths)
     assert [len(u) for u in units] == fs.output_lengths(batch.lengths).tolist()
     assert len(torch.cat(units).unique()) > 1

@@ -74,6 +74,13 @@ def setup_logging(args: argparse.Namespace) -> None:
     logging.getLogger("faiss").setLevel(logging.DEBUG if level == logging.DEBUG else logging.WARNING)
 
 
+# --allow-pickle, wherever a verb reads an encoder or checkpoint
+ALLOW_PICKLE_HELP = (
+    "unpickle a fairseq checkpoint fully, running whatever it holds: only for a file you trust that "
+    "the safe reader refuses (it reads real fairseq, unilm and CTC checkpoints without this)"
+)
+
+
 def user_errors(verb: str) -> Callable:
     """Decorate a verb's ``main``: errors a user can cause print ``speechssl <verb>: error: ...``
     and return 1; anything else is a bug and keeps its traceback. A torch or torchaudio that does

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from speechssl.cli.common import add_verbosity, make_parser, setup_logging, user_errors
+from speechssl.cli.common import ALLOW_PICKLE_HELP, add_verbosity, make_parser, setup_logging, user_errors
 
 SOURCES = ("hf", "fairseq", "torchaudio", "speechssl")
 
@@ -14,8 +14,8 @@ def get_parser():
         "convert",
         "Convert an encoder checkpoint. Sources: a Hugging Face folder (HubertModel, WavLMModel, "
         "Wav2Vec2Model or their ForCTC/ForPreTraining models), a fairseq checkpoint of HuBERT, WavLM "
-        "or wav2vec 2.0 (a pickle: this is the one documented place speechssl unpickles one; convert "
-        "only files you trust), a torchaudio Wav2Vec2Model state dict, or a speechssl checkpoint. "
+        "or wav2vec 2.0 (read without running anything in it: a file that asks to unpickle more than a "
+        "checkpoint holds is refused unless --allow-pickle), a torchaudio Wav2Vec2Model state dict, or a speechssl checkpoint. "
         "OUT ending in .safetensors is written as a speechssl checkpoint (weights, config, format "
         "version); any other OUT is written as a Hugging Face folder that transformers loads.",
         """speechssl convert --from hf exp/hf_hubert exp/hubert.safetensors
@@ -29,11 +29,12 @@ speechssl convert --from torchaudio wavlm_base_state_dict.pt exp/wavlm.safetenso
     p.add_argument(
         "--preset", default=None, help="torchaudio only: the architecture preset (a state dict does not say all of it)"
     )
+    p.add_argument("--allow-pickle", action="store_true", help=ALLOW_PICKLE_HELP)
     add_verbosity(p)
     return p
 
 
-def load_source(source: str, src: Path, preset_name: str | None = None):
+def load_source(source: str, src: Path, preset_name: str | None = None, allow_pickle: bool = False):
     if source == "hf":
         from speechssl.convert.hf import encoder_from_hf
 
@@ -41,7 +42,7 @@ def load_source(source: str, src: Path, preset_name: str | None = None):
     if source == "fairseq":
         from speechssl.convert.fairseq import encoder_from_fairseq
 
-        return encoder_from_fairseq(src)
+        return encoder_from_fairseq(src, allow_pickle=allow_pickle)
     if source == "torchaudio":
         from speechssl.convert.torchaudio import encoder_from_torchaudio
         from speechssl.models import preset
@@ -58,7 +59,9 @@ def main(argv: list[str] | None = None) -> int:
     setup_logging(args)
     if args.preset and args.source != "torchaudio":
         raise ValueError("--preset applies to --from torchaudio only")
-    encoder = load_source(args.source, args.src, args.preset)
+    if args.allow_pickle and args.source != "fairseq":
+        raise ValueError("--allow-pickle applies to --from fairseq only (the other formats hold no pickled objects)")
+    encoder = load_source(args.source, args.src, args.preset, args.allow_pickle)
     if args.out.suffix == ".safetensors":
         from speechssl.checkpoint import save_encoder
 

@@ -7,7 +7,7 @@ import json
 import logging
 from pathlib import Path
 
-from speechssl.cli.common import add_verbosity, make_parser, non_negative_int, positive_float, setup_logging, user_errors
+from speechssl.cli.common import ALLOW_PICKLE_HELP, add_verbosity, make_parser, non_negative_int, positive_float, setup_logging, user_errors
 
 log = logging.getLogger("speechssl.features")
 
@@ -18,7 +18,7 @@ def add_compute_args(p: argparse.ArgumentParser, *, kind_required: bool = False)
     g.add_argument("--kind", choices=("mfcc", "layer"), default=None, help="MFCC (39 dims, 100 Hz) or an encoder layer (50 Hz)")
     g.add_argument("--encoder", default=None, help="layer features: a speechssl checkpoint, Hugging Face folder or fairseq checkpoint")
     g.add_argument("--layer", type=int, default=None, help="layer features: index into hidden_states (0 = input of the first layer)")
-    g.add_argument("--allow-pickle", action="store_true", help="let --encoder be a fairseq checkpoint (a pickle: only files you trust)")
+    g.add_argument("--allow-pickle", action="store_true", help=ALLOW_PICKLE_HELP)
     g.add_argument("--device", default="auto", help="auto (GPU when present), cpu or cuda[:N] (default: auto)")
     g.add_argument("--dtype", choices=("float32", "bf16", "fp16"), default="float32", help="encoder compute precision (autocast); features are stored as float32")
     g.add_argument("--max-duration", type=positive_float, default=200.0, help="seconds of audio per batch (default: 200)")

@@ -7,7 +7,7 @@ import logging
 import time
 from pathlib import Path
 
-from speechssl.cli.common import add_verbosity, make_parser, non_negative_int, positive_float, positive_int, setup_logging, user_errors
+from speechssl.cli.common import ALLOW_PICKLE_HELP, add_verbosity, make_parser, non_negative_int, positive_float, positive_int, setup_logging, user_errors
 from speechssl.cli.features import add_compute_args, extractor_from_args
 
 log = logging.getLogger("speechssl.kmeans")
@@ -59,7 +59,7 @@ def get_parser():
     lab.add_argument("--fairseq", action="store_true", help="also write <split>.km (manifest order) and a checked dict.km.txt")
     g = lab.add_argument_group("computing features (the model says which; these say how)")
     g.add_argument("--encoder", default=None, help="where the model's encoder is now, if it moved (its weights must be the same)")
-    g.add_argument("--allow-pickle", action="store_true", help="the encoder may be a fairseq checkpoint (a pickle: only files you trust)")
+    g.add_argument("--allow-pickle", action="store_true", help=ALLOW_PICKLE_HELP)
     g.add_argument("--device", default="auto", help="auto (GPU when present), cpu or cuda[:N] (default: auto)")
     g.add_argument("--dtype", choices=("float32", "bf16", "fp16"), default="float32", help="encoder compute precision (default: float32)")
     g.add_argument("--max-duration", type=positive_float, default=200.0, help="seconds of audio per batch (default: 200)")

@@ -9,7 +9,7 @@ import argparse
 import json
 from pathlib import Path
 
-from speechssl.cli.common import add_subcommand, add_verbosity, make_parser, non_negative_int, positive_float, positive_int, setup_logging, user_errors
+from speechssl.cli.common import ALLOW_PICKLE_HELP, add_subcommand, add_verbosity, make_parser, non_negative_int, positive_float, positive_int, setup_logging, user_errors
 
 EXAMPLES = """speechssl tokens extract --encoder exp/tiny_hubert.safetensors --kmeans exp/kmeans/tiny_hubert_l1_km20.safetensors data/mini exp/tokens --dedup
 speechssl tokens extract --encoder exp/tiny_hubert.safetensors --kmeans exp/kmeans/tiny_hubert_l1_km20.safetensors --splits dev data/mini exp/tokens_sharded --format jsonl,npz --shard 1/2
@@ -63,7 +63,7 @@ def get_parser() -> argparse.ArgumentParser:
     )
     ext.add_argument("input", type=Path, metavar="INPUT", help="manifest, corpus folder, folder of audio files, or list of audio files")
     ext.add_argument("out", type=Path, metavar="OUT", help="output folder")
-    ext.add_argument("--encoder", required=True, help="encoder: speechssl .safetensors, Hugging Face folder, or fairseq .pt (with --allow-pickle)")
+    ext.add_argument("--encoder", required=True, help="encoder: speechssl .safetensors, Hugging Face folder, or fairseq .pt")
     ext.add_argument("--kmeans", type=Path, required=True, help="k-means model fitted on that encoder's layer ('speechssl kmeans fit')")
     ext.add_argument("--layer", type=non_negative_int, default=None, help="encoder layer (default: the k-means model's; another is refused)")
     ext.add_argument("--dedup", action="store_true", help="collapse repeated units; write their run lengths as 'durations' (frames)")
@@ -76,7 +76,7 @@ def get_parser() -> argparse.ArgumentParser:
                      help="seconds of audio per batch, padding counted (default: 200 on a GPU, 20 on CPU, where larger batches run slower)")
     ext.add_argument("--num-workers", type=non_negative_int, default=None, help="audio decoding processes (default: 2 on a GPU, 0 on CPU)")
     ext.add_argument("--part-size", type=positive_int, default=10000, help="utterances per npz part (default: 10000)")
-    ext.add_argument("--allow-pickle", action="store_true", help="the encoder may be a fairseq checkpoint (a pickle: only files you trust)")
+    ext.add_argument("--allow-pickle", action="store_true", help=ALLOW_PICKLE_HELP)
     ext.add_argument("--strict", action="store_true", help="fail on an unreadable file instead of reporting and skipping it")
     add_verbosity(ext)
 

@@ -1,13 +1,19 @@
 """What the converters share: one naming table per foreign format, renaming a state dict to ours strictly
 (every key used, ignored by an explicit pattern, or an error), the forms a weight-normalised
-positional conv is stored in, and a load that reports mismatches as ``ValueError``."""
+positional conv is stored in, a load that reports mismatches as ``ValueError``, and the one way
+a converter reads a ``torch.save`` file: :func:`safe_torch_load`, which never runs what it reads."""
 
 from __future__ import annotations
 
+import os
+import pickle
 import re
+import warnings
 from dataclasses import dataclass, replace
-from typing import Iterable, Mapping
+from pathlib import Path
+from typing import Any, Callable, Iterable, Mapping, Sequence
 
+import torch
 from torch import Tensor
 
 from speechssl.models.encoder import EncoderConfig, SSLEncoder
@@ -163,3 +169,58 @@ def name_pairs(cfg: EncoderConfig, names: Naming, *, projection: bool = True) ->
         if gated:
             pairs.append((f"{ours}attention.gate_const", theirs + names.gate_const))
     return pairs
+
+
+def _refused_globals(path: Path, allowed: Sequence[Callable | tuple[Callable, str]]) -> list[str]:
+    """The globals ``path``'s pickle asks for beyond torch's weights-only set and ``allowed``, read
+    from its opcodes (nothing is run). Empty when they cannot be listed (a pre-zip legacy file)."""
+    try:
+        found = torch.serialization.get_unsafe_globals_in_checkpoint(path)
+    except Exception:  # legacy (non-zip) files: the unpickler's own error names the global instead
+        return []
+    names = {g[1] if isinstance(g, tuple) else f"{g.__module__}.{g.__qualname__}" for g in allowed}
+    return sorted(g for g in found if g not in names)
+
+
+def _refusal(path: Path, what: str, refused: list[str], hint: str) -> str:
+    asked = ", ".join(refused) if refused else "an object outside the allowlist"
+    return (
+        f"{path}: refused: the file asks to unpickle {asked}, which {what} does not hold and which could run "
+        f"code; nothing in it was run{'. ' + hint if hint else ''}"
+    )
+
+
+def safe_torch_load(
+    path: str | os.PathLike,
+    allowed: Sequence[Callable | tuple[Callable, str]] = (),
+    *,
+    what: str = "a checkpoint",
+    hint: str = "",
+) -> Any:
+    """``torch.load(path, weights_only=True)`` with ``allowed`` globals added (a callable, or
+    ``(callable, "module.name")`` for a name the pickle uses): containers, tensors and those only.
+    A file asking for any other global raises ``ValueError`` naming ``path`` and the globals, before
+    anything of it is built; ``what`` says what the file should have been, ``hint`` what to do."""
+    path = Path(path)
+    refused = _refused_globals(path, allowed)
+    if refused:  # said from the opcodes alone, before the unpickler starts
+        raise ValueError(_refusal(path, what, refused, hint))
+    try:
+        with torch.serialization.safe_globals(list(allowed)), warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message="Detected pickle protocol")  # a plain pickle: refused below
+            return torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as e:
+        m = re.search(r"GLOBAL ([\w.]+)", str(e))
+        if m:  # a legacy file asking for a global: the unpickler stopped at it
+            raise ValueError(_refusal(path, what, [m.group(1)], hint)) from None
+        raise ValueError(f"{path}: not a readable PyTorch file (the weights-only unpickler stopped: {_reason(e)}); expected {what}") from None
+    except Exception as e:  # truncated files, files that are not torch.save output
+        raise ValueError(f"{path}: not a readable PyTorch file ({type(e).__name__}: {e}); expected {what}") from None
+
+
+def _reason(error: Exception) -> str:
+    """The unpickler's own reason, without torch's paragraphs of advice around it."""
+    text = str(error)
+    tail = text.split("WeightsUnpickler error:", 1)[-1]
+    lines = [line.strip() for line in tail.splitlines() if line.strip() and not line.startswith("Check the documentation")]
+    return lines[0] if lines else text.splitlines()[0]

@@ -1,9 +1,13 @@
 """fairseq checkpoints of HuBERT, wav2vec 2.0 and WavLM -> speechssl encoders.
 
-.. warning::
-   fairseq checkpoints are Python pickles, and unpickling a file can run arbitrary code. This module
-   is the one place in speechssl that unpickles (``torch.load(weights_only=False)``); give it only
-   files from sources you trust, and convert them once to speechssl's safetensors checkpoints.
+Reading is safe by default. fairseq checkpoints are Python pickles, and unpickling a file can run
+arbitrary code; :func:`read_fairseq_checkpoint` reads them with torch's weights-only unpickler,
+which builds nothing but containers, tensors and the classes allowed explicitly: the ones real
+checkpoints hold (:data:`ALLOWED_GLOBALS`: ``argparse.Namespace`` for pre-hydra configs, numpy arrays,
+scalars and dtypes in RNG states and meters). A file asking for any other global (``os.system``,
+``builtins.exec``, a class of fairseq's) is refused with its path and the global, and nothing in it
+runs. Only ``allow_pickle=True`` (``--allow-pickle``) unpickles fully, with a warning: for a
+trusted file that holds more.
 
 Layouts read:
 
@@ -36,12 +40,12 @@ import os
 import re
 from argparse import Namespace
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Callable, Mapping
 
 import torch
 from torch import Tensor
 
-from speechssl.convert._common import Naming, load_strict, name_pairs, pop_weight_norm, rename_strict
+from speechssl.convert._common import Naming, load_strict, name_pairs, pop_weight_norm, rename_strict, safe_torch_load
 from speechssl.models.encoder import EncoderConfig, SSLEncoder, build_encoder
 
 log = logging.getLogger(__name__)
@@ -365,36 +369,73 @@ def _convert(ckpt: Any) -> SSLEncoder:
     return encoder
 
 
-def _unpickle(path: Path) -> Any:
-    """The one unpickling load in speechssl: fairseq checkpoints hold configs as pickled objects."""
+def _numpy_globals() -> list[tuple[Callable, str]]:
+    """numpy's picklable pieces, under the module names pickles written by numpy 1.x
+    (``numpy.core``) and 2.x (``numpy._core``) use for them."""
+    try:
+        import numpy as np
+    except ImportError:
+        return []
+    try:
+        multiarray = np._core.multiarray
+    except AttributeError:  # numpy 1.x
+        multiarray = np.core.multiarray
+    out: list[tuple[Callable, str]] = []
+    for core in ("numpy.core", "numpy._core"):
+        out += [(multiarray._reconstruct, f"{core}.multiarray._reconstruct"), (multiarray.scalar, f"{core}.multiarray.scalar")]
+    out += [(np.ndarray, "numpy.ndarray"), (np.dtype, "numpy.dtype")]
+    dtypes = getattr(np, "dtypes", None)  # numpy >= 1.25 names each dtype's class
+    for name in dir(dtypes) if dtypes is not None else []:
+        cls = getattr(dtypes, name)
+        if name.endswith("DType") and isinstance(cls, type) and name != "ObjectDType":  # object arrays hold arbitrary objects
+            out.append((cls, f"numpy.dtypes.{name}"))
+    return out
+
+
+def allowed_globals() -> list[Callable | tuple[Callable, str]]:
+    """What a fairseq, unilm or fine-tuned checkpoint may ask the unpickler for beyond the
+    containers and tensors torch's weights-only unpickler always reads: ``argparse.Namespace``
+    (``args`` before hydra) and numpy arrays, scalars and dtypes (RNG states, meters)."""
+    return [Namespace, *_numpy_globals()]
+
+
+def read_fairseq_checkpoint(path: str | os.PathLike, *, allow_pickle: bool = False) -> Any:
+    """The contents of a fairseq-layout checkpoint, read with ``torch.load(weights_only=True)`` and
+    :func:`allowed_globals`: a file that asks for anything else raises ``ValueError`` naming the
+    path and the globals, and nothing in it runs. ``allow_pickle=True`` unpickles fully (only for
+    files you trust: unpickling can run code), with a warning."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: checkpoint not found")
+    if not allow_pickle:
+        return safe_torch_load(
+            path, allowed_globals(), what="a fairseq checkpoint", hint="If you trust the file, read it with --allow-pickle (allow_pickle=True)"
+        )
+    log.warning("%s: unpickling fully (allow_pickle): code in this file runs; use it only for files you trust", path)
     try:
         return torch.load(path, map_location="cpu", weights_only=False)
     except (ImportError, AttributeError) as e:  # a class the pickle names is not importable here
-        raise ValueError(
-            f"{path}: unpickling needs a class that is not available ({e}); fairseq's own checkpoints store "
-            "plain dicts, omegaconf configs need the omegaconf package"
-        ) from None
+        raise ValueError(f"{path}: unpickling needs a class that is not available here ({e})") from None
     except Exception as e:  # truncated files, non-PyTorch files, unpickling errors
         raise ValueError(f"{path}: not a readable PyTorch checkpoint ({type(e).__name__}: {e})") from None
 
 
-def encoder_from_fairseq(path: str | os.PathLike) -> SSLEncoder:
+def encoder_from_fairseq(path: str | os.PathLike, *, allow_pickle: bool = False) -> SSLEncoder:
     """An :class:`SSLEncoder` from a fairseq HuBERT / wav2vec 2.0 checkpoint (pretrained or CTC
-    fine-tuned) or an official WavLM checkpoint.
-
-    .. warning:: this unpickles ``path`` (``torch.load(weights_only=False)``): load only trusted files.
+    fine-tuned) or an official WavLM checkpoint, read safely (:func:`read_fairseq_checkpoint`;
+    ``allow_pickle=True`` unpickles fully, for trusted files only).
 
     Errors a file can cause (an unknown model, a malformed ``conv_feature_layers``, missing or
-    unexpected weights) raise ``ValueError`` naming the file.
+    unexpected weights, globals outside the allowlist) raise ``ValueError`` naming the file.
     """
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"{path}: fairseq checkpoint not found")
-    ckpt = _unpickle(path)
+    ckpt = read_fairseq_checkpoint(path, allow_pickle=allow_pickle)
     try:
         return _convert(ckpt)
     except ValueError as e:
         raise ValueError(f"{path}: {e}") from None
 
 
-__all__ = ["encoder_from_fairseq", "config_from_fairseq", "parse_conv_layers"]
+__all__ = ["encoder_from_fairseq", "read_fairseq_checkpoint", "allowed_globals", "config_from_fairseq", "parse_conv_layers"]

@@ -18,7 +18,7 @@ from pathlib import Path
 import torch
 from torch import Tensor
 
-from speechssl.convert._common import Naming, name_pairs, pop_weight_norm, rename_strict
+from speechssl.convert._common import Naming, name_pairs, pop_weight_norm, rename_strict, safe_torch_load
 from speechssl.models.encoder import EncoderConfig, SSLEncoder, build_encoder
 
 _FAMILIES = {"hubert": "HubertModel", "wavlm": "WavLMModel", "wav2vec2": "Wav2Vec2Model"}
@@ -185,7 +185,7 @@ def _read_weights(folder: Path) -> dict[str, Tensor]:
         return state
     bin_file = folder / "pytorch_model.bin"
     if bin_file.is_file():
-        return torch.load(bin_file, map_location="cpu", weights_only=True)
+        return safe_torch_load(bin_file, what="a Hugging Face pytorch_model.bin")
     raise FileNotFoundError(f"{folder}: no model.safetensors, model.safetensors.index.json or pytorch_model.bin")
 
 

@@ -50,7 +50,7 @@ from typing import Any, Mapping
 import torch
 from torch import Tensor, nn
 
-from speechssl.convert._common import Naming, load_strict, name_pairs, pop_weight_norm, rename_strict
+from speechssl.convert._common import Naming, load_strict, name_pairs, pop_weight_norm, rename_strict, safe_torch_load
 from speechssl.models.encoder import STANDARD_CONV_LAYERS, EncoderConfig, SSLEncoder, build_encoder
 
 log = logging.getLogger(__name__)
@@ -144,10 +144,7 @@ def _read_source(src: Any) -> tuple[dict[str, Tensor], nn.Module | None, str]:
         path = Path(src)
         if not path.is_file():
             raise FileNotFoundError(f"{path}: torchaudio state dict not found")
-        try:
-            state = torch.load(path, map_location="cpu", weights_only=True)
-        except Exception as e:  # an unreadable file, or one needing classes weights_only refuses
-            raise ValueError(f"{path}: not a state dict torch.load(weights_only=True) reads ({e})") from None
+        state = safe_torch_load(path, what="a torchaudio state dict")
         if not isinstance(state, Mapping) or not all(isinstance(v, Tensor) for v in state.values()):
             raise ValueError(f"{path}: expected a state dict (names to tensors), found {type(state).__name__}")
         return dict(state), None, str(path)

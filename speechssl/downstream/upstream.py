@@ -3,7 +3,7 @@
 :class:`UpstreamConfig` picks the upstream:
 
 * ``kind: encoder``: a speech encoder from ``path`` (speechssl checkpoint, Hugging Face folder, or
-  with ``allow_pickle`` a fairseq checkpoint); ``init: random`` keeps its architecture but draws new
+  a fairseq checkpoint, read safely; ``allow_pickle`` unpickles it fully); ``init: random`` keeps its architecture but draws new
   weights from the run's seed (the baseline that shows what pretraining bought);
 * ``kind: mfcc`` / ``kind: fbank``: Kaldi-compatible MFCC (13 cepstra + deltas + delta-deltas, 39
   dimensions) or 80 log-mel filterbanks, at 100 frames per second, as Kaldi computes them (no
@@ -44,14 +44,14 @@ RANDOM_INIT_STREAM = 7  # a random init draws from (run.seed, 7), apart from the
 @dataclass
 class UpstreamConfig:
     kind: str = "encoder"  # "encoder", or the features "mfcc" (39-dim) / "fbank" (80 log-mel) as a baseline without an encoder
-    path: Optional[str] = None  # the encoder: a speechssl checkpoint, a Hugging Face folder, or (allow_pickle) fairseq .pt
+    path: Optional[str] = None  # the encoder: a speechssl checkpoint, a Hugging Face folder, or a fairseq .pt
     init: str = "pretrained"  # "pretrained" (the weights in path) or "random" (path's architecture, weights drawn from run.seed)
     mode: str = "frozen"  # "frozen", "adapters" or "finetune" (see speechssl.downstream.upstream)
     adapter: AdapterConfig = field(default_factory=lambda: AdapterConfig(bottleneck="houlsby", bottleneck_dim=64))  # mode adapters
     adapter_name: str = "task"  # the adapter's name in the encoder's bank and in adapter.safetensors
     lr: Optional[float] = None  # learning rate of the encoder's trainable parameters (adapters, or the encoder when fine-tuning); null: optim.lr
     freeze_steps: int = 0  # finetune: the encoder stays frozen for the first N steps (fairseq freeze_finetune_updates)
-    allow_pickle: bool = False  # the encoder may be a fairseq checkpoint (a pickle: only files you trust)
+    allow_pickle: bool = False  # unpickle a fairseq checkpoint fully, running what it holds (only files you trust)
     normalize: bool = False  # standardise each hidden state's channels by their mean and std over training utterances, measured once before training
     normalize_utterances: int = 500  # how many training utterances (the first ones in manifest order) those statistics come from
 

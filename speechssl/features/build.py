@@ -32,7 +32,7 @@ def build_extractor(
     allow_pickle: bool = False,
 ):
     """``kind="mfcc"``, or ``kind="layer"`` with an encoder path (anything ``load_encoder`` accepts;
-    a fairseq checkpoint only with ``allow_pickle=True``) and a layer."""
+    ``allow_pickle=True`` unpickles a fairseq checkpoint fully) and a layer."""
     if kind == "mfcc":
         if encoder is not None or layer is not None:
             raise ValueError("MFCC features take no encoder or layer (use --kind layer with --encoder and --layer)")

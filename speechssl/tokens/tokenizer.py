@@ -57,8 +57,8 @@ class Tokenizer:
         dtype: str = "float32",
         allow_pickle: bool = False,
     ) -> "Tokenizer":
-        """An encoder (anything :func:`speechssl.load_encoder` reads; a fairseq checkpoint only with
-        ``allow_pickle=True``) and a k-means model file; ``layer`` defaults to the model's.
+        """An encoder (anything :func:`speechssl.load_encoder` reads; ``allow_pickle=True`` unpickles a
+        fairseq checkpoint fully) and a k-means model file; ``layer`` defaults to the model's.
         ``dtype``: ``float32``, ``bf16`` or ``fp16`` (autocast; the units may then differ at near ties)."""
         from speechssl import load_encoder
         from speechssl.features.build import DTYPES
