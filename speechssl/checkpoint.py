@@ -15,10 +15,12 @@ FORMAT_VERSION = 1
 
 
 def save_encoder(encoder: SSLEncoder, path: str | os.PathLike) -> Path:
-    """Write ``encoder`` to ``path`` (``.safetensors``) atomically."""
+    """Write ``encoder`` to ``path`` (``.safetensors``) atomically; refused (``ValueError``) when a
+    weight holds NaN or infinite values: a diverged encoder is never written as a result."""
     from safetensors.torch import save_file
 
     from speechssl.io import atomic_path
+    from speechssl.nonfinite import check_finite
 
     path = Path(path)
     if path.suffix != ".safetensors":
@@ -29,6 +31,7 @@ def save_encoder(encoder: SSLEncoder, path: str | os.PathLike) -> Path:
         "config": json.dumps(to_dict(encoder.config)),
     }
     state = {k: v.detach().contiguous() for k, v in encoder.state_dict().items()}
+    check_finite(state, f"{path}: encoder")
     with atomic_path(path) as tmp:
         save_file(state, str(tmp), metadata=metadata)
     return path

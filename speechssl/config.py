@@ -268,7 +268,7 @@ def load_config(base: type[T] | T, path: str | os.PathLike | None = None, overri
         if not path.is_file():
             raise FileNotFoundError(f"{path}: config file not found")
         try:
-            data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+            data = yaml.safe_load(path.read_text(encoding="utf-8-sig")) or {}
         except yaml.YAMLError as e:
             raise ConfigError(f"{path}: not valid YAML ({e})") from None
         if not isinstance(data, Mapping):

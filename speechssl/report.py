@@ -135,6 +135,12 @@ def pct(x: Optional[float], digits: int = 2) -> str:
     return "-" if x is None else f"{100 * x:.{digits}f}"
 
 
+def _value(record: dict, key: str) -> float:
+    """A logged metric for a plot: NaN (a gap) where it was not finite (``null``) or not logged."""
+    v = record.get(key)
+    return float("nan") if v is None else v
+
+
 def num(x: Optional[float], spec: str = ".3f") -> str:
     return "-" if x is None else format(x, spec)
 
@@ -163,18 +169,18 @@ def plot_curves(logs: dict[str, tuple[list[dict], list[dict]]], path: Path) -> P
     FigureCanvasAgg(fig)
     ax_loss, ax_acc, ax_topic = fig.subplots(1, 3)
     for name, (train, valid) in logs.items():
-        (line,) = ax_loss.plot([r["step"] for r in train], [r["loss"] for r in train], label=name)
+        (line,) = ax_loss.plot([r["step"] for r in train], [_value(r, "loss") for r in train], label=name)
         colour = line.get_color()
         if valid:
-            ax_loss.plot([r["step"] for r in valid], [r["loss"] for r in valid], "o--", color=colour, markersize=4)
+            ax_loss.plot([r["step"] for r in valid], [_value(r, "loss") for r in valid], "o--", color=colour, markersize=4)
         acc = [r for r in train if "masked_acc" in r]
-        ax_acc.plot([r["step"] for r in acc], [r["masked_acc"] for r in acc], color=colour, label=name)
+        ax_acc.plot([r["step"] for r in acc], [_value(r, "masked_acc") for r in acc], color=colour, label=name)
         vacc = [r for r in valid if "masked_acc" in r]
         if vacc:
-            ax_acc.plot([r["step"] for r in vacc], [r["masked_acc"] for r in vacc], "o--", color=colour, markersize=4)
+            ax_acc.plot([r["step"] for r in vacc], [_value(r, "masked_acc") for r in vacc], "o--", color=colour, markersize=4)
         topic = [r for r in train if "topic" in r]
         if topic:
-            ax_topic.plot([r["step"] for r in topic], [r["topic"] for r in topic], color=colour, label=name)
+            ax_topic.plot([r["step"] for r in topic], [_value(r, "topic") for r in topic], color=colour, label=name)
     ax_loss.set(xlabel="step", ylabel="loss", title="pretraining loss")
     ax_acc.set(xlabel="step", ylabel="accuracy", title="masked unit accuracy")
     ax_topic.set(xlabel="step", ylabel="loss", title="topic loss (HuBERTopic)")
@@ -238,11 +244,11 @@ def _pretraining_section(inputs: ReportInputs, out: Path) -> list[str]:
         rows.append(
             [
                 run.name,
-                str(train[-1]["step"]),
+                _steps(run.pretrain, train[-1]["step"]),
                 Path(run.units).name if run.units else "-",
                 Path(run.topics).name if run.topics else "none",
-                num(train[0]["loss"]),
-                num(train[-1]["loss"]),
+                num(train[0].get("loss")),
+                num(train[-1].get("loss")),
                 num(last_valid.get("loss")),
                 pct(last_valid.get("masked_acc"), 1),
                 pct(last_valid.get("topic_acc"), 1),
@@ -257,6 +263,20 @@ def _pretraining_section(inputs: ReportInputs, out: Path) -> list[str]:
     lines += ["![pretraining curves](pretraining_curves.png)", ""]
     lines += ["The loss includes the topic loss where the run has one, so compare runs by masked accuracy.", ""]
     return lines
+
+
+def _steps(exp: Path, last: int) -> str:
+    """The steps a pretraining run logged; a run that did not write its encoder is marked
+    unfinished, with the steps its config asked for where config.yaml says."""
+    if (exp / "encoder.safetensors").is_file():
+        return str(last)
+    try:
+        import yaml
+
+        planned = int(yaml.safe_load((exp / "config.yaml").read_text(encoding="utf-8"))["optim"]["max_steps"])
+        return f"{last} of {planned} (unfinished)"
+    except (OSError, ValueError, KeyError, TypeError, yaml.YAMLError):
+        return f"{last} (unfinished)"
 
 
 def _units_section(inputs: ReportInputs, out: Path) -> list[str]:
@@ -376,7 +396,7 @@ def _eval_rows(evals: dict[str, dict], task: str) -> tuple[list[str], list[list[
         for n, m in evals.items():
             dcf = m.get("min_dcf", {})
             rows.append([n, pct(m.get("eer")), num(dcf.get("0.01"), ".4f"), num(dcf.get("0.05"), ".4f"),
-                         pct(m.get("asnorm", {}).get("eer")), count_str(m.get("trainable_params")), minutes_str(m.get("train_seconds"))])
+                         pct((m.get("asnorm") or {}).get("eer")), count_str(m.get("trainable_params")), minutes_str(m.get("train_seconds"))])
         return header, rows, [False, True, True, True, True, True, True]
     header = ["system", "WA %", "UA %", "macro-F1 %", "trainable", "training time"]
     rows = [[n, pct(m.get("accuracy")), pct(m.get("unweighted_accuracy")), pct(m.get("macro_f1")),

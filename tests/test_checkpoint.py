@@ -98,3 +98,25 @@ def test_convert_cli_hf_to_speechssl_to_hf(encoder, tmp_path, capsys):
         torch.testing.assert_close(y, x, atol=1e-4, rtol=0)
     assert convert.main(["--from", "hf", str(tmp_path / "missing"), str(tmp_path / "x.safetensors")]) == 1
     assert "no config.json" in capsys.readouterr().err
+
+
+def test_convert_refuses_to_overwrite_and_to_convert_nonfinite_weights(encoder, tmp_path, capsys):
+    src = save_encoder(encoder, tmp_path / "enc.safetensors")
+    out = tmp_path / "out.safetensors"
+    out.write_bytes(b"precious")
+    assert convert.main(["--from", "speechssl", str(src), str(out)]) == 1
+    assert "out.safetensors: exists; pass --overwrite to replace it" in capsys.readouterr().err
+    assert out.read_bytes() == b"precious"
+    assert convert.main(["--from", "speechssl", str(src), str(out), "--overwrite"]) == 0
+    _same_outputs(encoder, speechssl.load_encoder(out))
+    # weights with a NaN, written around save_encoder's own check: converting them is refused too
+    from safetensors.torch import save_file
+
+    state = {k: v.clone() for k, v in encoder.state_dict().items()}
+    state["mask_embedding"][0] = float("nan")
+    save_file(state, str(tmp_path / "nan.safetensors"), metadata=read_metadata(src))
+    capsys.readouterr()
+    assert convert.main(["--from", "speechssl", str(tmp_path / "nan.safetensors"), str(tmp_path / "hf")]) == 1
+    err = capsys.readouterr().err
+    assert "nan.safetensors: encoder: refused: 1 tensor(s) hold NaN or infinite values (mask_embedding)" in err
+    assert not (tmp_path / "hf").exists()

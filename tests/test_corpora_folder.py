@@ -130,7 +130,8 @@ def test_bad_inputs_reported_and_skipped(bad_folder, tmp_path):
     assert "too short" in problems["tiny.wav"]
     assert "no transcript" in problems["untranscribed.wav"]
     lines = (out / "skipped.tsv").read_text().splitlines()
-    assert lines[0] == "path\tproblem" and all(line.count("\t") == 1 for line in lines)
+    assert lines[0] == "path\tproblem\tsplits" and all(line.count("\t") == 2 for line in lines)
+    assert all(line.endswith("\tall") for line in lines[1:])
     assert all(Path(line.split("\t")[0]).is_absolute() for line in lines[1:])
 
 
@@ -224,3 +225,41 @@ def test_linked_folders_followed_once(tmp_path):
     os.symlink(root, root / "linked" / "loop")  # a cycle must not hang the walk
     splits = prepare_folder(root, tmp_path / "out")
     assert [c.id for c in splits["all"]] == ["linked/a"]
+
+
+def test_skip_lists_per_split_and_names_with_tabs_and_newlines(tmp_path, capsys):
+    """A second run for another split keeps the first run's skip list; names with a tab or a
+    newline keep their row (escaped); the printed count is this run's."""
+    train, dev = tmp_path / "train", tmp_path / "dev"
+    write_tone(train / "good.wav", 0.5)
+    (train / "bad\tname.wav").write_bytes(b"")
+    write_tone(dev / "good.wav", 0.5)
+    (dev / "two\nlines.wav").write_bytes(b"")
+    (dev / "zero.wav").write_bytes(b"")
+    out = tmp_path / "out"
+    assert main(["folder", str(train), str(out), "--split", "train"]) == 0
+    assert "skipped 1 input(s)" in capsys.readouterr().out
+    assert main(["folder", str(dev), str(out), "--split", "dev"]) == 0
+    assert "skipped 2 input(s)" in capsys.readouterr().out
+    rows = read_skipped(out)
+    assert sorted(Path(p).name for p, _ in rows) == ["bad\tname.wav", "two\nlines.wav", "zero.wav"]
+    assert sorted(Path(p).name for p, _ in read_skipped(out, ["train"])) == ["bad\tname.wav"]
+    lines = (out / "skipped.tsv").read_text().split("\n")
+    assert len(lines) == 5 and all(line.count("\t") == 2 for line in lines[:-1])  # header, 3 rows, final newline
+    assert main(["folder", str(dev), str(out), "--split", "dev"]) == 0  # the dev run again: its rows replaced, not doubled
+    assert len(read_skipped(out)) == 3
+
+
+def test_byte_order_marks_are_stripped(good_folder, tmp_path):
+    """A UTF-8 BOM at the head of a transcript or of a Kaldi text file is not text."""
+    (good_folder / "alice" / "utt1.txt").write_bytes("\ufeffhello there\n".encode("utf-8"))
+    (good_folder / "bob" / "utt3.txt").write_bytes("\ufeff".encode("utf-8"))  # BOM only: empty
+    splits = prepare_folder(good_folder, tmp_path / "out", sibling_text=True, speaker_from_dir=1)
+    texts = {c.id: c.supervisions[0].text for c in splits["all"]}
+    assert texts["alice/utt1"] == "hello there"
+    assert "bob/utt3" not in texts  # an empty transcript: skipped like a missing one
+    assert any("utt3" in p for p, _ in read_skipped(tmp_path / "out"))
+    (tmp_path / "text").write_bytes("\ufeffalice/utt1 HELLO THERE\nutt2 GENERAL KENOBI\nutt3 BOLD\n".encode("utf-8"))
+    splits = prepare_folder(good_folder, tmp_path / "out2", split="train", text_file=tmp_path / "text")
+    texts = {c.id: c.supervisions[0].text for c in splits["train"]}
+    assert texts["alice/utt1"] == "HELLO THERE" and len(texts) == 3

@@ -178,3 +178,36 @@ def test_report_errors(main_job, tmp_path, capsys):
     assert main(["report", "--out", str(out), "--sv", sv, sv]) == 1
     assert "the name 'iter2' is given twice" in capsys.readouterr().err
     assert not (out / "report.md").exists()
+
+
+def test_report_tells_the_truth(main_job, mini_corpus, tmp_path, capsys):
+    """The report reads what verbs write by default (sv evaluate without AS-norm), and a
+    pretraining run that did not finish is marked unfinished, not tabulated like a finished one."""
+    import shutil
+
+    from speechssl.cli.main import main
+
+    exp, _, _ = main_job
+    plain = tmp_path / "eval_plain"
+    trials = mini_corpus / "trials_test.txt"
+    assert main(["sv", "evaluate", str(exp / "sv" / "iter2"), "--trials", str(trials), "--split", "test", "--out", str(plain), "-q"]) == 0
+    assert json.loads((plain / "metrics.json").read_text())["asnorm"] is None
+    capsys.readouterr()
+    assert main(["report", "--out", str(tmp_path / "r1"), "--sv", f"iter2={plain}"]) == 0, capsys.readouterr().err
+    sv_rows = _table((tmp_path / "r1" / "report.md").read_text(), "Speaker verification")
+    assert sv_rows[0][0] == "iter2" and sv_rows[0][4] == "-"  # no AS-norm EER
+
+    # a run killed at step 2 of its planned steps: its config and the log it wrote, no encoder
+    killed = tmp_path / "killed"
+    killed.mkdir()
+    shutil.copy(exp / "ssl" / "pretrain" / "iter1" / "config.yaml", killed)
+    records = (exp / "ssl" / "pretrain" / "iter1" / "log.jsonl").read_text().splitlines()
+    (killed / "log.jsonl").write_text("".join(r + "\n" for r in records if json.loads(r)["step"] <= 2))
+    finished = exp / "ssl" / "pretrain" / "iter1"
+    runs = tmp_path / "runs.tsv"
+    runs.write_text(f"run\tpretrain\tunits\ttopics\niter1\t{finished}\t-\t-\nkilled\t{killed}\t-\t-\n")
+    assert main(["report", "--out", str(tmp_path / "r2"), "--runs", str(runs)]) == 0, capsys.readouterr().err
+    rows = {row[0]: row for row in _table((tmp_path / "r2" / "report.md").read_text(), "Pretraining")}
+    planned = json.loads(records[-1])["step"]
+    assert rows["iter1"][1] == str(planned)
+    assert rows["killed"][1] == f"2 of {planned} (unfinished)"

@@ -253,3 +253,68 @@ def test_gpu_assign_equals_cpu():
     cpu = model.assign(torch.from_numpy(x))
     gpu = model.assign(torch.from_numpy(x).cuda())
     assert gpu.device.type == "cuda" and (gpu.cpu() == cpu).float().mean() > 0.999
+
+
+def test_a_model_with_a_nonfinite_centroid_is_refused(mini_corpus, tmp_path, capsys):
+    """One NaN centroid would label every frame with that unit into a complete-looking folder."""
+    from safetensors import safe_open
+    from safetensors.torch import save_file
+
+    x, _, _ = _blobs(2000, 39, 10)
+    model = fit_kmeans(x, mfcc_spec(), KMeansConfig(clusters=10, seed=3))
+    good = model.save(tmp_path / "good.safetensors")
+    with safe_open(str(good), framework="pt") as f:
+        meta = f.metadata()
+    centroids = model.centroids.clone()
+    centroids[7, 3] = float("nan")
+    save_file({"centroids": centroids}, str(tmp_path / "nan.safetensors"), metadata=meta)  # written around save()'s check
+    with pytest.raises(ValueError, match=r"nan.safetensors: refused: 1 of 10 centroids hold NaN or infinite values \(units 7\)"):
+        KMeansModel.load(tmp_path / "nan.safetensors")
+    assert main(["kmeans", "label", "--model", str(tmp_path / "nan.safetensors"), str(mini_corpus), str(tmp_path / "lab"), "-q"]) == 1
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "centroids hold NaN" in err
+    assert not (tmp_path / "lab" / "labels.json").exists()
+    with pytest.raises(ValueError, match="bad.safetensors: k-means model: refused"):
+        KMeansModel(centroids, mfcc_spec(), {}).save(tmp_path / "bad.safetensors")
+    assert not (tmp_path / "bad.safetensors").exists()
+
+
+@pytest.fixture
+def corpus_with_a_nonsignal(mini_corpus, tmp_path):
+    """The dev split, one cut's audio replaced by float samples near 1e30: it decodes, and its
+    MFCC is NaN."""
+    import gzip
+
+    import soundfile as sf
+
+    lines = gzip.open(mini_corpus / "cuts_dev.jsonl.gz", "rt").read().splitlines()
+    cut = json.loads(lines[3])
+    n = cut["recording"]["num_samples"]
+    wav = tmp_path / "huge.wav"
+    sf.write(wav, np.where(np.arange(n) % 2, 1e30, -1e30).astype(np.float32), 16000, subtype="FLOAT")
+    cut["recording"]["sources"] = [{"type": "file", "channels": [0], "source": str(wav)}]
+    data = tmp_path / "data"
+    data.mkdir()
+    with gzip.open(data / "cuts_dev.jsonl.gz", "wt") as f:
+        f.write("\n".join([*lines[:3], json.dumps(cut), *lines[4:]]) + "\n")
+    return data, cut["id"], len(lines)
+
+
+def test_nonfinite_features_are_reported_and_skipped_or_fail_when_strict(corpus_with_a_nonsignal, tmp_path, capsys):
+    data, bad_id, n = corpus_with_a_nonsignal
+    km = tmp_path / "km.safetensors"
+    assert main(["kmeans", "fit", "--kind", "mfcc", "-k", "8", "--split", "dev", str(data), str(km), "-q"]) == 0
+    assert torch.isfinite(KMeansModel.load(km).centroids).all()
+    assert main(["kmeans", "label", "--model", str(km), str(data), str(tmp_path / "lab"), "-q"]) == 0
+    info = read_label_dir(tmp_path / "lab")
+    labels = info.read("dev")
+    assert bad_id not in labels and len(labels) == n - 1 and info.splits["dev"].skipped == 1
+    skipped = (tmp_path / "lab" / "dev.skipped.tsv").read_text()
+    assert skipped.startswith(f"{bad_id}\t") and "NaN or infinite" in skipped
+    capsys.readouterr()
+    assert main(["kmeans", "label", "--model", str(km), str(data), str(tmp_path / "lab2"), "--strict", "-q"]) == 1
+    err = capsys.readouterr().err
+    assert f"cut {bad_id}: MFCC" in err and "NaN or infinite" in err
+    assert main(["features", "--kind", "mfcc", str(data), str(tmp_path / "feats"), "-q"]) == 0
+    meta = json.loads((tmp_path / "feats" / "dev" / "shard-1-of-1.json").read_text())
+    assert meta["cuts"] == n - 1 and meta["skipped"] == 1

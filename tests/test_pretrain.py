@@ -382,3 +382,157 @@ def test_an_unreadable_recording_is_skipped_and_named_or_fails_when_strict(mini_
     assert [cid for cid, _ in batch.skipped] == [good[0].id] and "bad.flac" in batch.skipped[0][1]
     with pytest.raises(AudioError, match="bad.flac"):
         PretrainDataset(data, conv, PretrainDataConfig(), strict=True)[cuts]
+
+
+def _strict_json(path: Path) -> list[dict]:
+    """log.jsonl read as strict JSON: a bare NaN or Infinity fails."""
+
+    def refuse(token):
+        raise AssertionError(f"{path}: non-JSON token {token}")
+
+    return [json.loads(line, parse_constant=refuse) for line in path.read_text().splitlines()]
+
+
+def test_a_diverging_run_stops_keeps_the_last_good_checkpoint_and_writes_no_encoder(label_dirs, tmp_path, capsys):
+    """optim.lr=1e6: the first step is applied, every later one is non-finite. Five are skipped
+    (optim.nonfinite_patience, default 5), the sixth stops the run with one line; the newest
+    checkpoint is the last good step's, finite; no encoder.safetensors; log.jsonl stays JSON."""
+    from speechssl.cli.main import main
+    from speechssl.pretrain.checkpoint import latest_checkpoint, load_checkpoint
+
+    exp = tmp_path / "exp"
+    argv = ["pretrain", "--config", str(REPO / "recipes/pretrain/tiny.yaml"), "--labels", str(label_dirs[0]), "--exp", str(exp)]
+    overrides = ["optim.lr=1e6", "optim.warmup_steps=0", "optim.max_steps=20", "run.save_every=1", "run.log_every=1",
+                 "run.progress=false", "sampler.max_duration=8", "data.crop_seconds=2.0", "data.valid_split=null"]
+    assert main(argv + overrides) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert "Traceback" not in "\n".join(err)
+    assert err[-1].startswith(f"speechssl pretrain: error: {exp}: training diverged: non-finite loss or gradient norm at steps 2-7"), err
+    assert "optim.nonfinite_patience=5" in err[-1] and "Lower optim.lr (now 1e+06)" in err[-1]
+    assert sum("checkpoint not written" in line for line in err) == 5  # steps 2-6 were due a checkpoint each
+    assert not (exp / "encoder.safetensors").exists()
+    ckpt = latest_checkpoint(exp / "checkpoints")
+    state = load_checkpoint(ckpt)
+    assert state["step"] == 1  # steps 2-6 were skipped and saved nothing
+    assert all(torch.isfinite(v).all() for v in state["model"].values() if v.is_floating_point())
+    records = _strict_json(exp / "log.jsonl")
+    assert [r["step"] for r in records] == [1, 2, 3, 4, 5, 6]
+    assert math.isfinite(records[0]["loss"]) and "skipped_steps" not in records[0]
+    assert all(r["skipped_steps"] == 1 and "loss" not in r for r in records[1:])
+
+
+def test_nonfinite_patience_zero_stops_at_the_first_bad_step(label_dirs, tmp_path):
+    from speechssl.nonfinite import TrainingDiverged
+    from speechssl.pretrain.trainer import Trainer
+
+    cfg = _cfg(label_dirs, **{"optim.lr": 1e6, "optim.warmup_steps": 0, "optim.max_steps": 10, "optim.nonfinite_patience": 0, "data.valid_split": "null"})
+    trainer = Trainer(cfg, tmp_path / "exp")
+    with pytest.raises(TrainingDiverged, match="at step 2 "):
+        trainer.train()
+    assert trainer.step == 1
+
+
+def test_log_jsonl_writes_nonfinite_values_as_null(tmp_path):
+    from speechssl.metrics_log import MetricsLog
+
+    log = MetricsLog(tmp_path)
+    log.write("valid", 3, 0, {"loss": float("nan"), "acc": 0.5, "grad_norm": float("inf")})
+    log.close()
+    assert _strict_json(tmp_path / "log.jsonl") == [{"split": "valid", "step": 3, "epoch": 0, "loss": None, "acc": 0.5, "grad_norm": None}]
+
+
+def test_a_nonfinite_encoder_is_never_written(tmp_path):
+    from speechssl.checkpoint import save_encoder
+
+    encoder = build_encoder(preset("tiny_hubert"))
+    with torch.no_grad():
+        encoder.encoder.layers[1].feed_forward.fc1.weight[0, 0] = float("nan")
+    with pytest.raises(ValueError, match=r"enc.safetensors: encoder: refused: 1 tensor\(s\) hold NaN or infinite values \(encoder.layers.1.feed_forward.fc1.weight\)"):
+        save_encoder(encoder, tmp_path / "enc.safetensors")
+    assert not (tmp_path / "enc.safetensors").exists()
+
+
+def test_resume_cuts_the_log_back_to_the_checkpoint(label_dirs, tmp_path):
+    """A run killed after logging steps its last checkpoint does not hold: the resumed run logs
+    them again, and log.jsonl has every step once."""
+    from speechssl.pretrain.checkpoint import checkpoint_path
+    from speechssl.pretrain.trainer import Trainer
+
+    over = {"optim.max_steps": 8, "data.valid_split": "null", "run.save_every": 4}
+    exp = tmp_path / "exp"
+    Trainer(_cfg(label_dirs, **over), exp).train(until=6)
+    checkpoint_path(exp / "checkpoints", 6).unlink()  # killed after logging step 6, before its checkpoint
+    with open(exp / "log.jsonl", "a") as f:
+        f.write('{"split": "train", "step": 7, "lo')  # and mid-line
+    resumed = Trainer(_cfg(label_dirs, **over), exp)
+    assert resumed.step == 4
+    assert [r["step"] for r in _strict_json(exp / "log.jsonl")] == [1, 2, 3, 4]
+    resumed.train()
+    assert [r["step"] for r in _strict_json(exp / "log.jsonl")] == list(range(1, 9))
+
+
+def test_topics_must_belong_to_the_labels(label_dirs, mini_corpus, tmp_path):
+    """Topics of another k-means model's units, or of another manifest (a language subset), are
+    refused, naming both folders."""
+    from speechssl.cli.main import main
+    from speechssl.pretrain.data import load_split
+
+    labels, topics = label_dirs
+    out = tmp_path
+    # another k-means model (k=12) over the same corpus, and topics of its units
+    assert main(["kmeans", "fit", "--kind", "mfcc", "--clusters", "12", str(mini_corpus), str(out / "km12.safetensors"), "-q"]) == 0
+    assert main(["kmeans", "label", "--model", str(out / "km12.safetensors"), str(mini_corpus), str(out / "labels12"), "-q"]) == 0
+    assert main(["topics", "fit", "--topics", "4", str(out / "labels12"), str(out / "t12.safetensors"), "-q"]) == 0
+    assert main(["topics", "label", "--model", str(out / "t12.safetensors"), str(out / "labels12"), str(out / "topics12"), "-q"]) == 0
+    cfg = _cfg(label_dirs, **{"data.topics": out / "topics12"}).data
+    with pytest.raises(ValueError, match=rf"{out / 'topics12'}: topic labels of the units of k-means model \w+ \(.*labels12\), but the label folders are of other k-means models: {labels}"):
+        load_split(cfg, "train")
+    # the same k-means model, but the topics label an English-only subset of the corpus
+    assert main(["subset", str(mini_corpus), str(out / "en"), "--languages", "en"]) == 0
+    assert main(["kmeans", "label", "--model", str(labels.parent / "km20.safetensors"), str(out / "en"), str(out / "labels_en"), "-q"]) == 0
+    assert main(["topics", "label", "--model", str(labels.parent / "t4.safetensors"), str(out / "labels_en"), str(out / "topics_en"), "-q"]) == 0
+    cfg = _cfg(label_dirs, **{"data.topics": out / "topics_en"}).data
+    with pytest.raises(ValueError, match=rf"{out / 'topics_en'}: its topic labels of split 'train' are of .*en/cuts_train.jsonl.gz .*but {labels} labels"):
+        load_split(cfg, "train")
+    assert len(load_split(_cfg(label_dirs, **{"data.topics": topics}).data, "train").cuts) > 0  # the right pair loads
+
+
+@pytest.fixture
+def small_disk(tmp_path, monkeypatch):
+    """A 200 kB tmpfs where this test may mount one (root); else a disk that is full for
+    torch.save (its own RuntimeError, as on a real full disk) and shutil.disk_usage."""
+    mount = tmp_path / "small"
+    mount.mkdir()
+    try:
+        ok = os.environ.get("SPEECHSSL_TEST_NO_MOUNT") != "1" and subprocess.run(
+            ["mount", "-t", "tmpfs", "-o", "size=200k", "tmpfs", str(mount)], capture_output=True
+        ).returncode == 0
+    except OSError:  # no mount command
+        ok = False
+    if not ok:
+        from types import SimpleNamespace
+
+        import speechssl.io
+        import speechssl.pretrain.checkpoint
+
+        def full(obj, f, *a, **k):
+            raise RuntimeError("[enforce fail at inline_container.cc:672] . unexpected pos 0 vs 2; basic_ios::clear: iostream error")
+
+        monkeypatch.setattr(speechssl.pretrain.checkpoint.torch, "save", full)
+        monkeypatch.setattr(speechssl.io.shutil, "disk_usage", lambda p: SimpleNamespace(total=2 << 20, used=2 << 20, free=0))
+    yield mount
+    if ok:
+        subprocess.run(["umount", str(mount)], check=False)
+
+
+def test_a_full_disk_is_one_line_naming_the_path(label_dirs, small_disk, capsys):
+    from speechssl.cli.main import main
+
+    exp = small_disk / "exp"
+    argv = ["pretrain", "--config", str(REPO / "recipes/pretrain/tiny.yaml"), "--labels", str(label_dirs[0]), "--exp", str(exp),
+            "optim.max_steps=2", "run.save_every=1", "run.progress=false", "sampler.max_duration=8", "data.crop_seconds=2.0", "data.valid_split=null"]
+    assert main(argv) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1, err
+    assert f"{exp / 'checkpoints' / 'step-00000001.pt'}: no space left on the device (" in err[0] and "MB needed" in err[0], err
+    assert not [p for p in (exp / "checkpoints").iterdir() if p.name.endswith(".pt")]  # nothing partial left looking complete

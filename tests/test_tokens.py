@@ -152,7 +152,7 @@ def test_cli_extract_jsonl_and_npz_with_durations(setup, tmp_path, capsys):
     assert s["frame_rate"] == 50.0 and s["token_rate"] == pytest.approx(50.0 * tokens / frames) and s["token_rate"] < 50.0
     assert summary["settings"]["layer"] == LAYER and summary["settings"]["dedup"] is True
     assert (out / "errors.tsv").read_text() == ""
-    assert not list(out.glob(".*"))  # no settings or temp files left
+    assert [p.name for p in out.glob(".*")] == [".speechssl.lock"]  # no settings or temp files left; the (released) lock stays
     # a re-run has nothing to do; other settings in the same folder are refused
     assert _extract(setup, setup["dev"], out, "--dedup", "--format", "jsonl,npz") == 0
     assert "0 utterances" in capsys.readouterr().out
@@ -168,7 +168,7 @@ def test_interrupted_run_resumes_without_duplicates_and_never_looks_complete(set
     cfg = ExtractConfig(formats=("jsonl", "npz"), part_size=4, max_duration=15, progress=False)
     reference = extract_tokens(tok, cuts, tmp_path / "ref", ExtractConfig(max_duration=15, progress=False))
     calls = {"n": 0}
-    real = Tokenizer.__call__
+    real = Tokenizer.encode
 
     def dies_on_third_batch(self, wavs, lens):
         calls["n"] += 1
@@ -176,10 +176,10 @@ def test_interrupted_run_resumes_without_duplicates_and_never_looks_complete(set
             raise KeyboardInterrupt
         return real(self, wavs, lens)
 
-    monkeypatch.setattr(Tokenizer, "__call__", dies_on_third_batch)
+    monkeypatch.setattr(Tokenizer, "encode", dies_on_third_batch)
     with pytest.raises(KeyboardInterrupt):
         extract_tokens(tok, cuts, out, cfg)
-    monkeypatch.setattr(Tokenizer, "__call__", real)
+    monkeypatch.setattr(Tokenizer, "encode", real)
     assert (out / "tokens.jsonl.partial").exists()
     assert not (out / "tokens.jsonl").exists() and not (out / "tokens.json").exists()
     written = read_tokens_jsonl(out / "tokens.jsonl.partial")

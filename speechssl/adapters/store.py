@@ -87,6 +87,9 @@ def save_adapter(encoder: nn.Module, name: str, path: str | os.PathLike) -> Path
         "num_layers": str(len(layers)),
     }
     state = {k: p.detach().cpu().contiguous() for k, p in _adapter_params(encoder, name).items()}
+    from speechssl.nonfinite import check_finite
+
+    check_finite(state, f"{path}: adapter '{name}'")
     with atomic_path(path) as tmp:
         save_file(state, str(tmp), metadata=metadata)
     return path

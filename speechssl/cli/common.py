@@ -4,6 +4,7 @@ user errors into one clear line on stderr instead of a traceback."""
 from __future__ import annotations
 
 import argparse
+import errno
 import functools
 import logging
 import sys
@@ -74,6 +75,19 @@ def setup_logging(args: argparse.Namespace) -> None:
     logging.getLogger("faiss").setLevel(logging.DEBUG if level == logging.DEBUG else logging.WARNING)
 
 
+def own_output(folder, verb: str, shard: tuple[int, int] = (1, 1)):
+    """:func:`speechssl.io.own_folder` for a verb's output folder, taken by the process that writes
+    it: every process of a sharded job (each its shard), rank 0 alone of a torchrun job."""
+    import contextlib
+    import os
+
+    from speechssl.io import own_folder
+
+    if int(os.environ.get("RANK", "0")) != 0:
+        return contextlib.nullcontext(folder)
+    return own_folder(folder, verb, shard)
+
+
 # --allow-pickle, wherever a verb reads an encoder or checkpoint
 ALLOW_PICKLE_HELP = (
     "unpickle a fairseq checkpoint fully, running whatever it holds: only for a file you trust that "
@@ -96,6 +110,13 @@ def user_errors(verb: str) -> Callable:
                 return main(argv)
             except (ValueError, FileNotFoundError, FileExistsError, ConfigError, DependencyError) as e:
                 print(f"speechssl {verb}: error: {e}", file=sys.stderr)
+                return 1
+            except OSError as e:
+                if e.errno not in (errno.ENOSPC, errno.EDQUOT):
+                    raise
+                # a full disk: the path and the space, never a library's trace
+                where = f"{e.filename}: " if e.filename else ""
+                print(f"speechssl {verb}: error: {where}{e.strerror or e}", file=sys.stderr)
                 return 1
             except KeyboardInterrupt:
                 print(f"speechssl {verb}: interrupted", file=sys.stderr)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from speechssl.cli.common import ALLOW_PICKLE_HELP, add_verbosity, make_parser, setup_logging, user_errors
+from speechssl.cli.common import ALLOW_PICKLE_HELP, add_verbosity, make_parser, own_output, setup_logging, user_errors
 
 SOURCES = ("hf", "fairseq", "torchaudio", "speechssl")
 
@@ -30,6 +30,7 @@ speechssl convert --from torchaudio wavlm_base_state_dict.pt exp/wavlm.safetenso
         "--preset", default=None, help="torchaudio only: the architecture preset (a state dict does not say all of it)"
     )
     p.add_argument("--allow-pickle", action="store_true", help=ALLOW_PICKLE_HELP)
+    p.add_argument("--overwrite", action="store_true", help="replace OUT if it exists (default: refuse)")
     add_verbosity(p)
     return p
 
@@ -61,7 +62,12 @@ def main(argv: list[str] | None = None) -> int:
         raise ValueError("--preset applies to --from torchaudio only")
     if args.allow_pickle and args.source != "fairseq":
         raise ValueError("--allow-pickle applies to --from fairseq only (the other formats hold no pickled objects)")
+    if args.out.exists() and not args.overwrite:
+        raise FileExistsError(f"{args.out}: exists; pass --overwrite to replace it")
     encoder = load_source(args.source, args.src, args.preset, args.allow_pickle)
+    from speechssl.nonfinite import check_finite
+
+    check_finite(encoder.state_dict(), f"{args.src}: encoder")  # a diverged encoder is not converted
     if args.out.suffix == ".safetensors":
         from speechssl.checkpoint import save_encoder
 
@@ -70,7 +76,8 @@ def main(argv: list[str] | None = None) -> int:
     else:
         from speechssl.convert.hf import encoder_to_hf
 
-        encoder_to_hf(encoder, args.out)
+        with own_output(args.out, "convert"):
+            encoder_to_hf(encoder, args.out)
         kind = "Hugging Face folder"
     cfg = encoder.config
     print(

@@ -9,7 +9,7 @@ import shlex
 from pathlib import Path
 from typing import Callable
 
-from speechssl.cli.common import add_subcommand, add_verbosity, positive_float, positive_int, setup_logging
+from speechssl.cli.common import add_subcommand, add_verbosity, own_output, positive_float, positive_int, setup_logging
 from speechssl.config import add_config_args, config_to_yaml, resolve_config
 
 
@@ -48,9 +48,10 @@ def run_train(args, argv: list[str], verb: str, config_cls, trainer_cls) -> int:
         return 0
     if args.exp is None:
         raise ValueError("--exp is required")
-    trainer = trainer_cls(cfg, args.exp, command=f"speechssl {verb} " + shlex.join(argv))
-    print(trainer.report)
-    metrics = trainer.train()
+    with own_output(args.exp, f"{verb} train"):
+        trainer = trainer_cls(cfg, args.exp, command=f"speechssl {verb} " + shlex.join(argv))
+        print(trainer.report)
+        metrics = trainer.train()
     if metrics:
         print(" ".join(f"{k}={v:.4g}" for k, v in metrics.items()))
     return 0
@@ -94,4 +95,7 @@ def dispatch(parser: argparse.ArgumentParser, commands: dict[str, tuple[argparse
     sub, handler = commands[argv[0]]
     args = sub.parse_intermixed_args(argv[1:]) if argv[0] == "train" else sub.parse_args(argv[1:])
     setup_logging(args)
+    if argv[0] in ("decode", "evaluate"):  # they write the folder --out (train holds --exp itself)
+        with own_output(args.out, f"{parser.prog.split()[-1]} {argv[0]}"):
+            return handler(args, argv)
     return handler(args, argv)

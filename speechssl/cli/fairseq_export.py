@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from speechssl.cli.common import add_verbosity, make_parser, setup_logging, user_errors
+from speechssl.cli.common import add_verbosity, make_parser, own_output, setup_logging, user_errors
 from speechssl.cli.stats import _split_name
 from speechssl.data.fairseq import export_fairseq
 from speechssl.data.manifest import load_cuts
@@ -36,15 +36,16 @@ def main(argv: list[str] | None = None) -> int:
     setup_logging(args)
     split = args.split or _split_name(args.cuts)
     labels = read_labels(args.labels) if args.labels else None
-    written = export_fairseq(
-        load_cuts(args.cuts),
-        args.out_dir,
-        split,
-        labels=labels,
-        root=args.root,
-        audio_dir=args.write_audio,
-        transcripts=args.transcripts,
-    )
+    with own_output(args.out_dir, "fairseq-export"):
+        written = export_fairseq(
+            load_cuts(args.cuts),
+            args.out_dir,
+            split,
+            labels=labels,
+            root=args.root,
+            audio_dir=args.write_audio,
+            transcripts=args.transcripts,
+        )
     for kind, path in written.items():
         print(f"wrote {kind}: {path}")
     return 0

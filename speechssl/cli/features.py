@@ -7,7 +7,7 @@ import json
 import logging
 from pathlib import Path
 
-from speechssl.cli.common import ALLOW_PICKLE_HELP, add_verbosity, make_parser, non_negative_int, positive_float, setup_logging, user_errors
+from speechssl.cli.common import ALLOW_PICKLE_HELP, add_verbosity, make_parser, non_negative_int, own_output, positive_float, setup_logging, user_errors
 
 log = logging.getLogger("speechssl.features")
 
@@ -63,12 +63,19 @@ speechssl features --encoder exp/tiny_hubert.safetensors --layer 1 data/mini exp
 def main(argv: list[str] | None = None) -> int:
     args = get_parser().parse_args(argv)
     setup_logging(args)
-    from speechssl.features.build import open_sources
-    from speechssl.features.stream import dump_features, is_feature_dump, parse_shard, shard_name
+    from speechssl.features.stream import is_feature_dump, parse_shard
 
     shard = parse_shard(args.shard)
     if is_feature_dump(args.data):
         raise ValueError(f"{args.data} already holds computed features; give a manifest or corpus folder")
+    with own_output(args.out, "features", shard):
+        return _dump(args, shard)
+
+
+def _dump(args, shard: tuple[int, int]) -> int:
+    from speechssl.features.build import open_sources
+    from speechssl.features.stream import dump_features, shard_name
+
     extractor = extractor_from_args(args)
     splits = args.splits.split(",") if args.splits else None
     sources = open_sources(

@@ -7,7 +7,7 @@ import logging
 import time
 from pathlib import Path
 
-from speechssl.cli.common import ALLOW_PICKLE_HELP, add_verbosity, make_parser, non_negative_int, positive_float, positive_int, setup_logging, user_errors
+from speechssl.cli.common import ALLOW_PICKLE_HELP, add_verbosity, make_parser, non_negative_int, own_output, positive_float, positive_int, setup_logging, user_errors
 from speechssl.cli.features import add_compute_args, extractor_from_args
 
 log = logging.getLogger("speechssl.kmeans")
@@ -146,7 +146,10 @@ def _label(args: argparse.Namespace) -> int:
 def main(argv: list[str] | None = None) -> int:
     args = get_parser().parse_args(argv)
     setup_logging(args)
-    return _fit(args) if args.command == "fit" else _label(args)
+    if args.command == "fit":
+        return _fit(args)  # one file, written atomically
+    with own_output(args.out, "kmeans label"):
+        return _label(args)
 
 
 if __name__ == "__main__":

@@ -10,7 +10,7 @@ import argparse
 import time
 from pathlib import Path
 
-from speechssl.cli.common import add_verbosity, make_parser, positive_float, positive_int, setup_logging, user_errors
+from speechssl.cli.common import add_verbosity, make_parser, own_output, positive_float, positive_int, setup_logging, user_errors
 from speechssl.config import add_config_args, config_to_yaml, resolve_config
 
 EXAMPLES = """speechssl make-mini-corpus data/mini
@@ -89,13 +89,14 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     setup_logging(args)
     out = args.out_dir
-    if not args.overwrite and is_complete(out, config):
-        print(f"{out}: the mini corpus is already there with this config (pass --overwrite to build it again)")
-        stats = load_mini_corpus_stats(out)
-    else:
-        t0 = time.perf_counter()
-        stats = make_mini_corpus(out, config, num_jobs=args.num_jobs, overwrite=args.overwrite)
-        print(f"made the mini corpus in {out} in {time.perf_counter() - t0:.1f} s")
+    with own_output(out, "make-mini-corpus"):
+        if not args.overwrite and is_complete(out, config):
+            print(f"{out}: the mini corpus is already there with this config (pass --overwrite to build it again)")
+            stats = load_mini_corpus_stats(out)
+        else:
+            t0 = time.perf_counter()
+            stats = make_mini_corpus(out, config, num_jobs=args.num_jobs, overwrite=args.overwrite)
+            print(f"made the mini corpus in {out} in {time.perf_counter() - t0:.1f} s")
     print(format_stats(stats))
     return 0
 

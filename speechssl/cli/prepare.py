@@ -11,7 +11,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from speechssl.cli.common import add_verbosity, make_parser, positive_int, setup_logging, user_errors
+from speechssl.cli.common import add_verbosity, make_parser, own_output, positive_int, setup_logging, user_errors
 from speechssl.data.corpora import PREPARERS, read_skipped
 
 # corpus -> (one-line summary, example command); every example must parse (tested).
@@ -234,7 +234,7 @@ def _print_summary(corpus: str, splits: dict, out_dir: Path) -> None:
     print(format_stats(corpus_stats(splits)))
     for name in splits:
         print(f"  {cuts_path(out_dir, name)}")
-    skipped = read_skipped(out_dir)
+    skipped = read_skipped(out_dir, splits)
     if skipped:
         print(f"skipped {len(skipped)} input(s), listed with the problem in {out_dir / 'skipped.tsv'}")
 
@@ -247,10 +247,11 @@ def main(argv: list[str] | None = None) -> int:
     if args.corpus == "folder":
         kwargs["extensions"] = tuple(kwargs["extensions"])
     prepare = PREPARERS[args.corpus]
-    splits = prepare(
-        args.corpus_dir, args.out_dir, num_jobs=args.num_jobs, strict=args.strict, verify=args.verify, **kwargs
-    )
-    _print_summary(args.corpus, splits, args.out_dir)
+    with own_output(args.out_dir, "prepare"):
+        splits = prepare(
+            args.corpus_dir, args.out_dir, num_jobs=args.num_jobs, strict=args.strict, verify=args.verify, **kwargs
+        )
+        _print_summary(args.corpus, splits, args.out_dir)
     return 0
 
 

@@ -11,7 +11,7 @@ import shlex
 import sys
 from pathlib import Path
 
-from speechssl.cli.common import add_verbosity, make_parser, positive_int, setup_logging, user_errors
+from speechssl.cli.common import add_verbosity, make_parser, own_output, positive_int, setup_logging, user_errors
 from speechssl.config import add_config_args, config_to_yaml, resolve_config
 
 
@@ -62,7 +62,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.exp is None:
         get_parser().error("the following arguments are required: --exp")
     command = "speechssl pretrain " + shlex.join(sys.argv[1:] if argv is None else argv)
-    metrics = Trainer(cfg, args.exp, command=command).train()
+    with own_output(args.exp, "pretrain"):
+        metrics = Trainer(cfg, args.exp, command=command).train()
     if metrics:
         print(" ".join(f"{k}={v:.4g}" for k, v in metrics.items()))
     return 0

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from speechssl.cli.common import add_verbosity, make_parser, setup_logging, user_errors
+from speechssl.cli.common import add_verbosity, make_parser, own_output, setup_logging, user_errors
 from speechssl.cli.downstream import label_dir
 from speechssl.report import ReportInputs, read_runs, write_report
 
@@ -72,7 +72,8 @@ def main(argv: list[str] | None = None) -> int:
         focus=args.focus,
         before_after=tuple(args.before_after) if args.before_after else None,
     )
-    report = write_report(inputs)
+    with own_output(args.out, "report"):
+        report = write_report(inputs)
     print(f"wrote {report}")
     return 0
 

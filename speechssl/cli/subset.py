@@ -5,7 +5,7 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from speechssl.cli.common import add_verbosity, make_parser, positive_float, setup_logging, user_errors
+from speechssl.cli.common import add_verbosity, make_parser, own_output, positive_float, setup_logging, user_errors
 
 
 def get_parser():
@@ -50,17 +50,18 @@ def main(argv: list[str] | None = None) -> int:
     setup_logging(args)
     from speechssl.data.subset import subset_corpus
 
-    summaries = subset_corpus(
-        args.src_dir,
-        args.out_dir,
-        splits=args.splits,
-        languages=args.languages,
-        speakers=args.speakers,
-        exclude_speakers=args.exclude_speakers,
-        max_minutes=args.max_minutes,
-        budget_splits=args.budget_splits,
-        seed=args.seed,
-    )
+    with own_output(args.out_dir, "subset"):
+        summaries = subset_corpus(
+            args.src_dir,
+            args.out_dir,
+            splits=args.splits,
+            languages=args.languages,
+            speakers=args.speakers,
+            exclude_speakers=args.exclude_speakers,
+            max_minutes=args.max_minutes,
+            budget_splits=args.budget_splits,
+            seed=args.seed,
+        )
     for summary in summaries.values():
         print(summary.line())
     return 0

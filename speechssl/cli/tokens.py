@@ -9,7 +9,7 @@ import argparse
 import json
 from pathlib import Path
 
-from speechssl.cli.common import ALLOW_PICKLE_HELP, add_subcommand, add_verbosity, make_parser, non_negative_int, positive_float, positive_int, setup_logging, user_errors
+from speechssl.cli.common import ALLOW_PICKLE_HELP, add_subcommand, add_verbosity, make_parser, non_negative_int, own_output, positive_float, positive_int, setup_logging, user_errors
 
 EXAMPLES = """speechssl tokens extract --encoder exp/tiny_hubert.safetensors --kmeans exp/kmeans/tiny_hubert_l1_km20.safetensors data/mini exp/tokens --dedup
 speechssl tokens extract --encoder exp/tiny_hubert.safetensors --kmeans exp/kmeans/tiny_hubert_l1_km20.safetensors --splits dev data/mini exp/tokens_sharded --format jsonl,npz --shard 1/2
@@ -112,6 +112,11 @@ def get_parser() -> argparse.ArgumentParser:
 
 
 def _extract(args: argparse.Namespace) -> int:
+    with own_output(args.out, "tokens extract", args.shard):
+        return _extract_owned(args)
+
+
+def _extract_owned(args: argparse.Namespace) -> int:
     from speechssl.tokens.extract import ExtractConfig, extract_tokens
     from speechssl.tokens.inputs import collect_inputs
     from speechssl.tokens.tokenizer import Tokenizer

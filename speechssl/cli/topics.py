@@ -10,7 +10,7 @@ import json
 import sys
 from pathlib import Path
 
-from speechssl.cli.common import add_subcommand, add_verbosity, make_parser, non_negative_int, positive_float, positive_int, setup_logging, user_errors
+from speechssl.cli.common import add_subcommand, add_verbosity, make_parser, non_negative_int, own_output, positive_float, positive_int, setup_logging, user_errors
 
 EXAMPLES = """speechssl topics fit --topics 4 exp/labels/mfcc_km100 exp/topics/mfcc_km100_t4.safetensors
 speechssl topics label --model exp/topics/mfcc_km100_t4.safetensors exp/labels/mfcc_km100 exp/topics/mfcc_km100_t4
@@ -245,8 +245,10 @@ def _analyze(args) -> int:
 def main(argv: list[str] | None = None) -> int:
     args = get_parser().parse_args(argv)
     setup_logging(args)
-    run = {"fit": _fit, "label": _label, "analyze": _analyze}[args.command]
-    return run(args)
+    if args.command == "label":
+        with own_output(args.out_dir, "topics label"):
+            return _label(args)
+    return {"fit": _fit, "analyze": _analyze}[args.command](args)
 
 
 if __name__ == "__main__":

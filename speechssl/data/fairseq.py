@@ -39,7 +39,7 @@ def read_tsv(path: str | os.PathLike) -> tuple[Path, list[TsvEntry]]:
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"{path}: fairseq manifest not found")
-    lines = path.read_text(encoding="utf-8").splitlines()
+    lines = path.read_text(encoding="utf-8-sig").splitlines()
     if not lines or not lines[0].strip():
         raise ValueError(f"{path}: empty fairseq manifest; expected a root folder on the first line")
     if "\t" in lines[0]:
@@ -71,7 +71,7 @@ def read_km(path: str | os.PathLike, num_lines: int | None = None) -> list[np.nd
     if not path.is_file():
         raise FileNotFoundError(f"{path}: label file not found")
     out = []
-    with open(path, encoding="utf-8") as f:
+    with open(path, encoding="utf-8-sig") as f:
         for lineno, line in enumerate(f, 1):
             try:
                 out.append(np.array([int(t) for t in line.split()], dtype=np.int64))

@@ -1,6 +1,11 @@
 """lhotse CutSet manifests: the toolkit's own data format (lazy ``jsonl.gz``).
 
 Convention: a prepared corpus is a folder with one ``cuts_<split>.jsonl.gz`` per split.
+
+A manifest is data, and reading one never runs code: lhotse's ``command`` audio sources (a shell
+command whose output is the audio, as Kaldi's ``wav.scp`` pipes become) would run when the audio is
+read, so :func:`load_cuts` refuses a cut that has one, naming the manifest, the cut and the command,
+unless ``SPEECHSSL_ALLOW_COMMAND_AUDIO=1`` says the manifest is trusted.
 """
 
 from __future__ import annotations
@@ -16,6 +21,8 @@ from lhotse import CutSet
 from speechssl.io import atomic_path
 
 MANIFEST_SUFFIX = ".jsonl.gz"
+# set to 1 to read manifests whose audio sources are shell commands (they run when the audio is read)
+ALLOW_COMMAND_AUDIO = "SPEECHSSL_ALLOW_COMMAND_AUDIO"
 
 
 def cuts_path(out_dir: str | os.PathLike, split: str) -> Path:
@@ -34,7 +41,38 @@ def load_cuts(path: str | os.PathLike, *, lazy: bool = False) -> CutSet:
         cuts = CutSet.from_jsonl_lazy(path) if lazy else CutSet.from_file(path)
     except Exception as e:  # lhotse/json/gzip errors of several types
         raise ValueError(f"{path}: not a readable lhotse cut manifest ({type(e).__name__}: {e})") from None
-    return cuts
+    if cuts is None:  # lhotse reads a file without a line as None
+        raise ValueError(f"{path}: an empty cut manifest (no cuts in it)")
+    if os.environ.get(ALLOW_COMMAND_AUDIO) == "1":
+        return cuts
+    return cuts.map(NoCommandAudio(path))  # lazy stays lazy: each cut is checked as it is read
+
+
+class NoCommandAudio:
+    """``CutSet.map`` check: a cut whose audio comes from a shell command is refused (a class, not a
+    closure, so that data-loader workers can pickle it)."""
+
+    def __init__(self, manifest: str | os.PathLike):
+        self.manifest = str(manifest)
+
+    def __call__(self, cut):
+        for recording in _recordings(cut):
+            for source in recording.sources:
+                if source.type == "command":
+                    raise ValueError(
+                        f"{self.manifest}: cut {cut.id}: its audio comes from the shell command {source.source!r}, "
+                        f"which would run when the audio is read; refused. If you trust this manifest, set {ALLOW_COMMAND_AUDIO}=1"
+                    )
+        return cut
+
+
+def _recordings(cut):
+    """The recordings a cut's audio is read from (a mixed cut's tracks each have theirs)."""
+    if hasattr(cut, "tracks"):
+        for track in cut.tracks:
+            yield from _recordings(track.cut)
+    elif getattr(cut, "recording", None) is not None:
+        yield cut.recording
 
 
 def save_cuts(cuts: CutSet, path: str | os.PathLike) -> Path:

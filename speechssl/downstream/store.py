@@ -63,8 +63,12 @@ def save_downstream_model(
         **(metadata or {}),
     }
     path = exp / MODEL_FILE
+    from speechssl.nonfinite import check_finite
+
+    state = {k: v.detach().cpu().contiguous() for k, v in state.items()}
+    check_finite(state, f"{path}: downstream model")
     with atomic_path(path) as tmp:
-        save_file({k: v.detach().cpu().contiguous() for k, v in state.items()}, str(tmp), metadata=meta)
+        save_file(state, str(tmp), metadata=meta)
     return path
 
 

@@ -36,6 +36,7 @@ import torch
 from speechssl.config import save_config, to_dict
 from speechssl.data.sampler import EpochStream, SamplerConfig, make_sampler
 from speechssl.metrics_log import MetricsLog
+from speechssl.nonfinite import StepGuard, check_finite
 from speechssl.pretrain.checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
 from speechssl.pretrain.trainer import derived_seed, lr_factor
 
@@ -88,11 +89,12 @@ class DownstreamTrainer:
         self.optimizer = torch.optim.AdamW(groups, betas=tuple(cfg.optim.betas), eps=cfg.optim.eps, weight_decay=cfg.optim.weight_decay, fused=fused)
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, lambda s: lr_factor(s, cfg.optim))
         self.scaler = torch.amp.GradScaler("cuda", enabled=run.precision == "fp16")
+        self.guard = StepGuard(cfg.optim.nonfinite_patience, str(self.exp), scaler_enabled=self.scaler.is_enabled())
         self.step, self.epoch, self.batches_in_epoch = 0, 0, 0
         self.audio_seconds, self.train_seconds = 0.0, 0.0
         if run.resume and (ckpt := latest_checkpoint(self.ckpt_dir)) is not None:
             self.load_state(ckpt)
-        self.metrics_log = MetricsLog(self.exp)
+        self.metrics_log = MetricsLog(self.exp, start_step=self.step)
 
     # ---- what a task fills in ----
     def prepare(self, upstream: torch.nn.Module) -> None:
@@ -166,6 +168,7 @@ class DownstreamTrainer:
         log.info("resumed from %s (step %d, epoch %d)", path, self.step, self.epoch)
 
     def save(self) -> Path:
+        check_finite(self.trainable_state(), f"{self.ckpt_dir}: checkpoint of step {self.step}")  # never a diverged model
         return save_checkpoint(self.ckpt_dir, self.step, self.state_dict(), keep=self.cfg.run.keep_checkpoints, kind=self.checkpoint_kind)
 
     # ---- data ----
@@ -233,15 +236,17 @@ class DownstreamTrainer:
         params = [p for p in self.model.parameters() if p.grad is not None]
         clip = self.cfg.optim.clip_norm
         grad_norm = torch.nn.utils.clip_grad_norm_(params, clip if clip > 0 else float("inf"))
-        self.scaler.step(self.optimizer)
+        names = ["loss", "grad_norm", *stats]
+        values = torch.stack([loss.detach().float(), grad_norm.float(), *(v.detach().float() for v in stats.values())]).tolist()  # the step's one sync
+        applied = self.guard.apply(self.step + 1, values[0], values[1], hint=f"Lower optim.lr (now {self.cfg.optim.lr:g})")
+        if applied:
+            self.scaler.step(self.optimizer)
         self.scaler.update()
         self.scheduler.step()
         self.optimizer.zero_grad(set_to_none=True)
         self.step += 1
-        names = ["loss", "grad_norm", *stats]
-        values = torch.stack([loss.detach().float(), grad_norm.float(), *(v.detach().float() for v in stats.values())]).tolist()  # the step's one sync
         self.audio_seconds += batch.seconds
-        return {**dict(zip(names, values)), "lr": self.scheduler.get_last_lr()[0], "audio_seconds": batch.seconds}
+        return {**dict(zip(names, values)), "lr": self.scheduler.get_last_lr()[0], "audio_seconds": batch.seconds, "skipped": 0.0 if applied else 1.0}
 
     # ---- the loop ----
     def train(self) -> dict[str, float]:
@@ -253,7 +258,7 @@ class DownstreamTrainer:
         bar = tqdm(total=max_steps, initial=self.step, desc=self.name, unit="step", disable=not cfg.run.progress, file=sys.stderr, dynamic_ncols=True)
         batches = self.train_batches()
         window: dict[str, float] = {}
-        window_steps, window_start = 0, time.perf_counter()
+        window_steps, window_skipped, window_audio, window_start = 0, 0, 0.0, time.perf_counter()
         last: dict[str, float] = {}
         validating = self.valid_cuts is not None
         try:
@@ -261,25 +266,34 @@ class DownstreamTrainer:
                 start = time.perf_counter()
                 metrics = self.train_step(next(batches))
                 self.train_seconds += time.perf_counter() - start
-                for k, v in metrics.items():
-                    window[k] = window.get(k, 0.0) + v
-                window_steps += 1
+                window_audio += metrics["audio_seconds"]
+                if metrics.pop("skipped"):  # not applied: its non-finite numbers stay out of the averages
+                    window_skipped += 1
+                else:
+                    for k, v in metrics.items():
+                        window[k] = window.get(k, 0.0) + v
+                    window_steps += 1
                 bar.set_postfix(loss=f"{metrics['loss']:.3f}")
                 bar.update(1)
                 if self.step % cfg.run.log_every == 0 or self.step == max_steps:
-                    avg = {k: v / window_steps for k, v in window.items()}
-                    avg["lr"], avg["audio_seconds"] = metrics["lr"], window["audio_seconds"]
-                    avg["audio_seconds_per_second"] = window["audio_seconds"] / max(1e-9, time.perf_counter() - window_start)
+                    avg = {k: v / window_steps for k, v in window.items()} if window_steps else {}
+                    avg["lr"], avg["audio_seconds"] = metrics["lr"], window_audio
+                    avg["audio_seconds_per_second"] = window_audio / max(1e-9, time.perf_counter() - window_start)
+                    if window_skipped:
+                        avg["skipped_steps"] = window_skipped
                     self.metrics_log.write("train", self.step, self.epoch, avg)
                     last = avg
-                    window, window_steps, window_start = {}, 0, time.perf_counter()
+                    window, window_steps, window_skipped, window_audio, window_start = {}, 0, 0, 0.0, time.perf_counter()
                 if validating and (self.step % cfg.run.valid_every == 0 or self.step == max_steps):
                     last = self.validate()
                     self.metrics_log.write("valid", self.step, self.epoch, last)
                     bar.write(f"step {self.step}: valid {self.valid_message(last)}")
                     window_start = time.perf_counter()
                 if self.step % cfg.run.save_every == 0 or self.step == max_steps:
-                    self.save()
+                    if self.guard.streak:  # the newest checkpoint stays the last good state
+                        log.warning("step %d: checkpoint not written: the last %d step(s) were skipped (non-finite)", self.step, self.guard.streak)
+                    else:
+                        self.save()
         finally:
             bar.close()
             self.metrics_log.close()

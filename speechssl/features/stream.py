@@ -31,7 +31,7 @@ from speechssl.data.dataset import AudioDataset
 from speechssl.data.manifest import find_splits, load_cuts
 from speechssl.data.sampler import SamplerConfig, make_sampler
 from speechssl.features.spec import FeatureSpec
-from speechssl.io import atomic_path, atomic_write_text
+from speechssl.io import atomic_path, atomic_write_text, escape_tsv
 
 log = logging.getLogger(__name__)
 
@@ -127,7 +127,17 @@ class ComputedFeatures:
                 if len(batch) == 0:
                     continue
                 feats = self.extractor(batch.wavs, batch.lengths)
-                yield from zip(batch.cut_ids, feats)
+                finite = torch.stack([torch.isfinite(f).all() for f in feats]).tolist()  # one sync a batch
+                for cut_id, f, ok in zip(batch.cut_ids, feats, finite):
+                    if ok:
+                        yield cut_id, f
+                        continue
+                    # audio that decodes but is not a signal (samples near 1e30, say): reported like unreadable audio
+                    reason = f"{self.spec.describe()} features hold NaN or infinite values (is the audio a valid signal?)"
+                    if self.strict:
+                        raise ValueError(f"{self.manifest}: cut {cut_id}: {reason}")
+                    log.warning("%s: cut %s: %s; skipped", self.manifest, cut_id, reason)
+                    self.skipped.append(Skipped(cut_id, reason))
 
 
 @dataclass
@@ -225,7 +235,7 @@ def dump_features(source: FrameSource, folder: str | os.PathLike, index: int = 1
                 cuts += 1
     if source.skipped:
         with atomic_path(base.with_suffix(".skipped.tsv")) as tmp, open(tmp, "w", encoding="utf-8") as f:
-            f.writelines(f"{s.cut_id}\t{s.reason}\n" for s in source.skipped)
+            f.writelines(f"{escape_tsv(s.cut_id)}\t{escape_tsv(s.reason)}\n" for s in source.skipped)
     info = {
         "feature": source.spec.as_dict(),
         "manifest": str(Path(source.manifest).resolve()),

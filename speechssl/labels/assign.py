@@ -14,7 +14,7 @@ import torch
 
 from speechssl.data.fairseq import read_km, write_km
 from speechssl.data.manifest import load_cuts
-from speechssl.io import atomic_path, atomic_write_text
+from speechssl.io import atomic_path, atomic_write_text, escape_tsv
 from speechssl.labels.kmeans import KMeansModel
 from speechssl.labels.store import META, LabelDir, SplitInfo, read_label_dir, write_label_dir_meta
 
@@ -61,7 +61,7 @@ def label_corpus(model: KMeansModel, sources: Mapping[str, object], out_dir: str
         skipped_path = out_dir / f"{split}.skipped.tsv"
         if src.skipped:
             with atomic_path(skipped_path) as tmp, open(tmp, "w", encoding="utf-8") as f:
-                f.writelines(f"{s.cut_id}\t{s.reason}\n" for s in src.skipped)
+                f.writelines(f"{escape_tsv(s.cut_id)}\t{escape_tsv(s.reason)}\n" for s in src.skipped)
             log.warning("%s: %d unreadable cuts were skipped (listed in %s)", split, len(src.skipped), skipped_path)
         else:
             skipped_path.unlink(missing_ok=True)

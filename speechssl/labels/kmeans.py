@@ -25,6 +25,7 @@ from torch import Tensor
 
 from speechssl.config import from_dict, to_dict
 from speechssl.features.spec import FeatureSpec
+from speechssl.nonfinite import check_finite
 
 log = logging.getLogger(__name__)
 
@@ -221,6 +222,7 @@ class KMeansModel:
             "feature": json.dumps(self.spec.as_dict()),
             "info": json.dumps(self.info),
         }
+        check_finite({"centroids": self.centroids}, f"{path}: k-means model")
         with atomic_path(path) as tmp:
             save_file({"centroids": self.centroids}, str(tmp), metadata=metadata)
         return path
@@ -244,6 +246,10 @@ class KMeansModel:
             raise
         except Exception as e:  # safetensors' own errors for a truncated or foreign file
             raise ValueError(f"{path}: not a readable safetensors file ({e})") from None
+        bad = (~torch.isfinite(centroids).all(1)).nonzero().flatten().tolist() if centroids.dim() == 2 else []
+        if bad:  # every frame nearest a NaN "centroid" would get one unit, in a label folder that looks complete
+            shown = ", ".join(map(str, bad[:10])) + (" ..." if len(bad) > 10 else "")
+            raise ValueError(f"{path}: refused: {len(bad)} of {len(centroids)} centroids hold NaN or infinite values (units {shown}); fit the model again")
         return cls(centroids, FeatureSpec.from_dict(json.loads(meta["feature"])), json.loads(meta.get("info", "{}")))
 
     def config(self) -> KMeansConfig | None:

@@ -55,12 +55,23 @@ def save_checkpoint(folder: str | os.PathLike, step: int, state: dict[str, Any],
     (pretraining by default; the ASR trainer passes its own), and loading checks it."""
     path = checkpoint_path(folder, step)
     state = {"format": kind, "format_version": FORMAT_VERSION, "step": step, **state}
-    with atomic_path(path) as tmp:
+    with atomic_path(path, size_hint=_tensor_bytes(state)) as tmp:
         torch.save(state, tmp)
     if keep > 0:
         for _, old in list_checkpoints(folder)[:-keep]:
             old.unlink(missing_ok=True)
     return path
+
+
+def _tensor_bytes(obj) -> int:
+    """The bytes of the tensors in a nested state (what a checkpoint of it needs on disk, about)."""
+    if torch.is_tensor(obj):
+        return obj.numel() * obj.element_size()
+    if isinstance(obj, dict):
+        return sum(_tensor_bytes(v) for v in obj.values())
+    if isinstance(obj, (list, tuple)):
+        return sum(_tensor_bytes(v) for v in obj)
+    return 0
 
 
 def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = "cpu", kind: str = FORMAT) -> dict[str, Any]:

@@ -108,27 +108,60 @@ def load_split(cfg: PretrainDataConfig, split: str) -> SplitData:
         from speechssl.labels.topics import read_topic_dir  # scikit-learn: imported only when used
 
         tdir = read_topic_dir(cfg.topics)
+        _check_topics(tdir, dirs, split, manifest)
         ids, dist = tdir.read_dist(split)
         topics = TopicTargets(Path(cfg.topics), tdir.num_topics, tdir.read(split), dict(zip(ids.tolist(), dist)))
     cuts = load_cuts(manifest).to_eager()
-    keep, missing, short = [], 0, 0
+    keep, missing, no_topic, short = [], 0, 0, 0
     for cut in cuts:
         if cut.duration < cfg.min_seconds:
             short += 1
-        elif all(cut.id in s.labels for s in sets) and (topics is None or cut.id in topics.hard):
-            keep.append(cut)
-        else:
+        elif not all(cut.id in s.labels for s in sets):
             missing += 1
-    if missing or short:
+        elif topics is not None and cut.id not in topics.hard:
+            no_topic += 1
+        else:
+            keep.append(cut)
+    if missing or no_topic or short:
         log.warning(
-            "%s split %s: %d of %d cuts left out (%d without labels, %d shorter than %.2f s)",
-            manifest, split, missing + short, len(cuts), missing, short, cfg.min_seconds,
+            "%s split %s: %d of %d cuts left out (%d without labels, %d without a topic label, %d shorter than %.2f s)",
+            manifest, split, missing + no_topic + short, len(cuts), missing, no_topic, short, cfg.min_seconds,
         )
     if not keep:
         raise ValueError(f"{manifest}: no cut of split '{split}' has labels in {', '.join(map(str, cfg.labels))}")
     for s in sets:
         _check_label_lengths(s, keep, cfg.label_tolerance)
     return SplitData(CutSet.from_cuts(keep), sets, topics, manifest)
+
+
+def _check_topics(tdir, label_dirs: list, split: str, manifest: Path) -> None:
+    """A topic folder goes with the label folders it is trained with: topics of the units of the
+    same k-means model (so the same features and frame rate), over the same manifest."""
+    match = [d for d in label_dirs if not tdir.kmeans_id or not d.kmeans_id or d.kmeans_id == tdir.kmeans_id]
+    if not match:
+        theirs = ", ".join(f"{d.path} ({d.kmeans_id[:12]})" for d in label_dirs)
+        raise ValueError(
+            f"{tdir.path}: topic labels of the units of k-means model {tdir.kmeans_id[:12]} ({tdir.label_dir}), "
+            f"but the label folders are of other k-means models: {theirs}; label the topics of these units "
+            "(speechssl topics label --model ... LABEL_DIR OUT_DIR)"
+        )
+    labels = match[0]
+    if tdir.num_units != labels.num_units:
+        raise ValueError(f"{tdir.path}: a topic model of {tdir.num_units} units, but {labels.path} has {labels.num_units}")
+    source = Path(tdir.label_dir)
+    if source.resolve() == Path(labels.path).resolve():
+        return
+    try:  # the label folder the topics were made from, if it is still there: its manifest and frame rate
+        src = read_label_dir(source)
+    except (FileNotFoundError, ValueError):
+        return
+    if split in src.splits and Path(src.splits[split].manifest).resolve() != manifest.resolve():
+        raise ValueError(
+            f"{tdir.path}: its topic labels of split '{split}' are of {src.splits[split].manifest} (through {source}), "
+            f"but {labels.path} labels {manifest}: topic and unit labels must label the same manifest"
+        )
+    if src.frame_rate != labels.frame_rate:
+        raise ValueError(f"{tdir.path}: topics of units at {src.frame_rate:g} Hz ({source}), but {labels.path} is at {labels.frame_rate:g} Hz")
 
 
 def _check_label_lengths(label_set: LabelSet, cuts: list, tolerance: float) -> None:

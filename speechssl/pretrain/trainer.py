@@ -36,6 +36,7 @@ from speechssl.config import save_config, to_dict
 from speechssl.data.sampler import EpochStream, SamplerConfig, make_sampler
 from speechssl.metrics_log import MetricsLog
 from speechssl.models.encoder import EncoderConfig, SSLEncoder, build_encoder
+from speechssl.nonfinite import StepGuard, check_finite
 from speechssl.pretrain.checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
 from speechssl.pretrain.data import PretrainBatch, PretrainDataConfig, PretrainDataset, SplitData, load_split
 from speechssl.pretrain.masking import MaskingConfig, span_mask
@@ -65,8 +66,13 @@ class OptimConfig:
     clip_norm: float = 10.0  # gradient clipping by global norm (0: off)
     accum_steps: int = 1  # micro-batches per optimizer step (fairseq update_freq)
     fused: Optional[bool] = None  # fused AdamW (None: wherever torch supports it)
+    # steps in a row with a non-finite loss or gradient norm that are skipped (not applied) before
+    # training stops with an error (0: stop at the first); see speechssl.nonfinite
+    nonfinite_patience: int = 5
 
     def __post_init__(self):
+        if self.nonfinite_patience < 0:
+            raise ValueError(f"nonfinite_patience must be >= 0, found {self.nonfinite_patience}")
         if self.decay not in ("linear", "cosine", "constant"):
             raise ValueError(f"decay must be 'linear', 'cosine' or 'constant', found {self.decay!r}")
         if self.max_steps < 1 or self.accum_steps < 1 or self.warmup_steps < 0:
@@ -228,6 +234,7 @@ class Trainer:
         )
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, lambda s: lr_factor(s, cfg.optim))
         self.scaler = torch.amp.GradScaler("cuda", enabled=run.precision == "fp16")
+        self.guard = StepGuard(cfg.optim.nonfinite_patience, str(self.exp), scaler_enabled=self.scaler.is_enabled())
         self.step = 0  # optimizer steps taken
         self.epoch = 0
         self.batches_in_epoch = 0  # batches of this rank's epoch stream already consumed
@@ -241,7 +248,7 @@ class Trainer:
                 device_ids=[self.device.index] if self.device.type == "cuda" else None,
                 find_unused_parameters=encoder.config.layer_drop > 0,
             )
-        self.metrics_log = MetricsLog(self.exp, enabled=self.dist.is_main)
+        self.metrics_log = MetricsLog(self.exp, enabled=self.dist.is_main, start_step=self.step)
 
     # ---- state ----
     def state_dict(self) -> dict[str, Any]:
@@ -282,7 +289,9 @@ class Trainer:
     def save(self) -> Optional[Path]:
         if not self.dist.is_main:
             return None
-        return save_checkpoint(self.ckpt_dir, self.step, self.state_dict(), keep=self.cfg.run.keep_checkpoints)
+        state = self.state_dict()
+        check_finite(state["model"], f"{self.ckpt_dir}: checkpoint of step {self.step}")  # never a diverged model
+        return save_checkpoint(self.ckpt_dir, self.step, state, keep=self.cfg.run.keep_checkpoints)
 
     # ---- data ----
     def _loader(self, data: SplitData, stream, train: bool) -> torch.utils.data.DataLoader:
@@ -404,28 +413,33 @@ class Trainer:
         clip = self.cfg.optim.clip_norm
         params = [p for p in self.model.parameters() if p.grad is not None]
         grad_norm = torch.nn.utils.clip_grad_norm_(params, clip if clip > 0 else float("inf"))
-        self.scaler.step(self.optimizer)
-        self.scaler.update()
-        self.scheduler.step()
-        self.optimizer.zero_grad(set_to_none=True)
-        self.step += 1
 
         names = list(totals)
         summed = self._all_reduce(torch.cat([correct, torch.stack([totals[k] for k in names])]).double())
-        values = summed.tolist()  # the step's one sync
+        values = torch.cat([summed, grad_norm.detach().double().reshape(1)]).tolist()  # the step's one sync
+        grad_norm = values.pop()
         seconds = float(counts[3])
         metrics = dict(zip(names, values[2:]))
         p = self.cfg.prediction
         loss = p.masked_weight * metrics["masked"] + p.unmasked_weight * metrics["unmasked"] + p.feature_penalty * metrics["feature_penalty"]
         if "topic" in metrics:
             loss += self.cfg.topic.weight * metrics["topic"]
+        # every rank sees the same reduced loss and gradient norm, so all skip the same steps
+        applied = self.guard.apply(self.step + 1, loss, grad_norm, hint=f"Lower optim.lr (now {self.cfg.optim.lr:g}) or raise optim.warmup_steps")
+        if applied:
+            self.scaler.step(self.optimizer)
+        self.scaler.update()
+        self.scheduler.step()
+        self.optimizer.zero_grad(set_to_none=True)
+        self.step += 1
         metrics.update(
             loss=loss,
             masked_acc=values[0] / max(1.0, float(counts[0])),
             unmasked_acc=values[1] / max(1.0, float(counts[1])),
-            grad_norm=float(grad_norm),
+            grad_norm=grad_norm,
             lr=self.scheduler.get_last_lr()[0],
             audio_seconds=seconds,
+            skipped=0.0 if applied else 1.0,
         )
         self.audio_seconds += seconds
         return metrics
@@ -486,33 +500,41 @@ class Trainer:
         bar = tqdm(total=max_steps, initial=self.step, desc="pretrain", unit="step", disable=not (cfg.run.progress and self.dist.is_main), file=sys.stderr, dynamic_ncols=True)
         batches = self._train_batches()
         window: dict[str, float] = {}
-        window_steps, window_audio, window_start = 0, 0.0, time.perf_counter()
+        window_steps, window_skipped, window_audio, window_start = 0, 0, 0.0, time.perf_counter()
         last_metrics: dict[str, float] = {}
         try:
             while self.step < stop:
                 micro = [next(batches) for _ in range(cfg.optim.accum_steps)]
                 metrics = self.train_step(micro)
-                for k, v in metrics.items():
-                    window[k] = window.get(k, 0.0) + v
-                window_steps += 1
+                if metrics.pop("skipped"):  # not applied: its non-finite numbers stay out of the averages
+                    window_skipped += 1
+                else:
+                    for k, v in metrics.items():
+                        window[k] = window.get(k, 0.0) + v
+                    window_steps += 1
                 window_audio += metrics["audio_seconds"]
                 speed = window_audio / max(1e-9, time.perf_counter() - window_start)
                 bar.set_postfix(loss=f"{metrics['loss']:.3f}", acc=f"{metrics['masked_acc']:.3f}", audio_s_per_s=f"{speed:.1f}")
                 bar.update(1)
                 if self.step % cfg.run.log_every == 0 or self.step == max_steps:
-                    avg = {k: v / window_steps for k, v in window.items()}
+                    avg = {k: v / window_steps for k, v in window.items()} if window_steps else {}
                     avg["lr"], avg["audio_seconds"] = metrics["lr"], window_audio
                     avg["audio_seconds_per_second"] = speed
                     avg["total_audio_hours"] = self.audio_seconds / 3600
+                    if window_skipped:
+                        avg["skipped_steps"] = window_skipped
                     self._log("train", avg)
                     last_metrics = avg
-                    window, window_steps, window_audio, window_start = {}, 0, 0.0, time.perf_counter()
+                    window, window_steps, window_skipped, window_audio, window_start = {}, 0, 0, 0.0, time.perf_counter()
                 if self.valid_data is not None and (self.step % cfg.run.valid_every == 0 or self.step == max_steps):
                     last_metrics = self.validate()
                     self._log("valid", last_metrics)
                     bar.write(f"step {self.step}: valid loss {last_metrics['loss']:.4f}, masked acc {last_metrics['masked_acc']:.4f}")
                 if self.step % cfg.run.save_every == 0 or self.step == stop:
-                    self.save()
+                    if self.guard.streak:  # the newest checkpoint stays the last good state
+                        log.warning("step %d: checkpoint not written: the last %d step(s) were skipped (non-finite)", self.step, self.guard.streak)
+                    else:
+                        self.save()
                 if self.step % cfg.run.valid_every == 0 or self.step % cfg.run.save_every == 0:
                     window_start = time.perf_counter()  # the speed excludes validation and saving
         finally:

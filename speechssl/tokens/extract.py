@@ -29,7 +29,7 @@ from lhotse import CutSet
 
 from speechssl.data.dataset import AudioDataset
 from speechssl.features.stream import shard_cuts
-from speechssl.io import atomic_path, atomic_write_text
+from speechssl.io import atomic_path, atomic_write_text, escape_tsv
 from speechssl.tokens.bpe import dedup as run_lengths
 from speechssl.tokens.inputs import InputError
 from speechssl.tokens.tokenizer import Tokenizer
@@ -276,9 +276,15 @@ def extract_tokens(
                         errors.append(InputError(cut_id, _source_of(todo, cut_id), problem))
                     seconds = float(batch.lengths.sum()) / 16000 if len(batch) else 0.0
                     if len(batch):
-                        units = tokenizer(batch.wavs, batch.lengths)
+                        units, finite = tokenizer.encode(batch.wavs, batch.lengths)
                         lines = []
-                        for cut_id, u in zip(batch.cut_ids, units):
+                        for cut_id, u, ok in zip(batch.cut_ids, units, finite):
+                            if not ok:  # audio that decodes but is not a signal: reported like unreadable audio
+                                problem = "the encoder's features hold NaN or infinite values (is the audio a valid signal?)"
+                                if cfg.strict:
+                                    raise ValueError(f"{_source_of(todo, cut_id)}: {problem}")
+                                errors.append(InputError(cut_id, _source_of(todo, cut_id), problem))
+                                continue
                             u = u.numpy()
                             d = None
                             if cfg.dedup:
@@ -290,8 +296,8 @@ def extract_tokens(
                         if jsonl is not None:
                             jsonl.writelines(lines)
                             jsonl.flush()
-                        summary.new_utterances += len(batch)
-                        summary.new_audio_seconds += seconds
+                        summary.new_utterances += len(lines)
+                        summary.new_audio_seconds += seconds if all(finite) else float(batch.lengths[torch.tensor(finite)].sum()) / 16000
                         if len(buffer) >= cfg.part_size and "npz" in cfg.formats:
                             flush_part()
                     done_seconds = sum(_duration_of(todo, c) for c in batch.cut_ids) + sum(_duration_of(todo, c) for c, _ in batch.skipped)
@@ -314,7 +320,7 @@ def extract_tokens(
     summary.real_time_factor = summary.wall_seconds / summary.new_audio_seconds if summary.new_audio_seconds else 0.0
 
     with atomic_path(outputs.errors) as tmp:
-        tmp.write_text("".join(f"{e.id}\t{e.path}\t{e.problem}\n" for e in errors), encoding="utf-8")
+        tmp.write_text("".join(f"{escape_tsv(e.id)}\t{escape_tsv(e.path)}\t{escape_tsv(e.problem)}\n" for e in errors), encoding="utf-8")
     if "jsonl" in cfg.formats:
         if not outputs.partial.exists():
             outputs.partial.touch()

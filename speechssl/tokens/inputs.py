@@ -72,7 +72,7 @@ def _read_list(path: Path) -> list[tuple[str, Path]]:
     ``<id> <path>`` (Kaldi's wav.scp); relative paths are relative to the list's folder; blank
     lines and ``#`` comments are skipped."""
     entries = []
-    for lineno, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+    for lineno, line in enumerate(path.read_text(encoding="utf-8-sig").splitlines(), 1):
         line = line.strip()
         if not line or line.startswith("#"):
             continue

@@ -95,7 +95,18 @@ class Tokenizer:
 
     @torch.inference_mode()
     def __call__(self, wavs: Tensor, wav_lens: Tensor | None = None) -> list[Tensor]:
-        """wavs ``(B, S)`` float at 16 kHz, zero-padded; wav_lens ``(B,)`` samples (None: all S)."""
+        """wavs ``(B, S)`` float at 16 kHz, zero-padded; wav_lens ``(B,)`` samples (None: all S).
+        Raises ``ValueError`` when an utterance's features are not finite (its units would mean
+        nothing); :meth:`encode` says which instead."""
+        units, finite = self.encode(wavs, wav_lens)
+        bad = [i for i, ok in enumerate(finite) if not ok]
+        if bad:
+            raise ValueError(f"utterance(s) {bad} of the batch: the encoder's features hold NaN or infinite values")
+        return units
+
+    def encode(self, wavs: Tensor, wav_lens: Tensor | None = None) -> tuple[list[Tensor], list[bool]]:
+        """The units of each utterance, and whether its features were finite (the units of one
+        that was not are meaningless: report and skip it)."""
         if wavs.dim() != 2:
             raise ValueError(f"expected waveforms of shape (B, S), found {tuple(wavs.shape)}")
         if wav_lens is None:
@@ -108,5 +119,7 @@ class Tokenizer:
         feats = out.hidden_states[ext.layer]  # (B, T, C)
         B, T, C = feats.shape
         units = self.kmeans.distances(feats.reshape(B * T, C)).argmin(1).view(B, T)  # (B*T, K) -> (B, T)
-        units, lengths = units.cpu(), out.lengths.cpu()  # one transfer per batch
-        return [units[i, :n] for i, n in enumerate(lengths.tolist())]
+        valid = torch.arange(T, device=feats.device)[None, :] < out.lengths[:, None]
+        finite = ~((~torch.isfinite(feats).all(-1)) & valid).any(1)
+        units, lengths, finite = units.cpu(), out.lengths.cpu(), finite.cpu()  # one transfer per batch
+        return [units[i, :n] for i, n in enumerate(lengths.tolist())], finite.tolist()

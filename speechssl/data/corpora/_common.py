@@ -22,7 +22,7 @@ from lhotse.audio import AudioSource
 
 from speechssl.data.audio import MIN_SAMPLES, SAMPLE_RATE, AudioError, audio_info, load_audio, load_cut_audio
 from speechssl.data.manifest import save_splits
-from speechssl.io import atomic_write_text
+from speechssl.io import atomic_write_text, escape_tsv, unescape_tsv
 
 log = logging.getLogger(__name__)
 
@@ -68,21 +68,41 @@ class SkipList:
     def __len__(self) -> int:
         return len(self.items)
 
-    def write(self, out_dir: str | os.PathLike) -> Path:
-        """Write ``<out_dir>/skipped.tsv`` (header only when nothing was skipped)."""
+    def write(self, out_dir: str | os.PathLike, splits: Iterable[str] = ()) -> Path:
+        """Write ``<out_dir>/skipped.tsv`` (header only when nothing was skipped), each row tagged
+        with ``splits``, the splits this run prepares. Rows an earlier run into the same folder
+        wrote for other splits are kept (``prepare folder --split dev`` beside a train split does
+        not lose train's list). Paths are TSV-escaped (:func:`speechssl.io.escape_tsv`)."""
         path = Path(out_dir) / SKIPPED_FILE
-        lines = ["path\tproblem", *(f"{p}\t{problem}" for p, problem in self.items)]
+        tag = ",".join(splits)
+        mine = set(splits)
+        kept = [row for row in _skipped_rows(path) if mine and not (set(row[2].split(",")) & mine) and row[2]]
+        rows = [*kept, *((p, problem, tag) for p, problem in self.items)]
+        lines = ["path\tproblem\tsplits", *("\t".join(map(escape_tsv, row)) for row in rows)]
         atomic_write_text(path, "\n".join(lines) + "\n")
         return path
 
 
-def read_skipped(out_dir: str | os.PathLike) -> list[tuple[str, str]]:
-    """The ``(path, problem)`` rows of ``<out_dir>/skipped.tsv`` (empty if the file is absent)."""
-    path = Path(out_dir) / SKIPPED_FILE
+def _skipped_rows(path: Path) -> list[tuple[str, str, str]]:
     if not path.is_file():
         return []
-    rows = path.read_text(encoding="utf-8").splitlines()[1:]
-    return [tuple(row.split("\t", 1)) for row in rows if row]  # type: ignore[misc]
+    rows = []
+    for row in path.read_text(encoding="utf-8").splitlines()[1:]:
+        if row:
+            cells = [unescape_tsv(c) for c in row.split("\t")]
+            rows.append((cells[0], cells[1] if len(cells) > 1 else "", cells[2] if len(cells) > 2 else ""))
+    return rows
+
+
+def read_skipped(out_dir: str | os.PathLike, splits: Iterable[str] | None = None) -> list[tuple[str, str]]:
+    """The ``(path, problem)`` rows of ``<out_dir>/skipped.tsv`` (empty if the file is absent);
+    with ``splits``, only those of a run that prepared any of them."""
+    want = set(splits) if splits is not None else None
+    return [
+        (p, problem)
+        for p, problem, tag in _skipped_rows(Path(out_dir) / SKIPPED_FILE)
+        if want is None or not tag or set(tag.split(",")) & want
+    ]
 
 
 def _too_short_problem(num_frames: int, sample_rate: int, what: str = "") -> str | None:
@@ -337,7 +357,7 @@ def write_prepared(
             log.warning("%s: split '%s' has no usable cuts; no manifest written for it", corpus, name)
         else:
             kept[name] = cuts
-    skipped_path = skips.write(out_dir)
+    skipped_path = skips.write(out_dir, splits)
     if not kept:
         raise ValueError(
             f"{corpus}: no usable utterances found (splits tried: {', '.join(splits) or 'none'}; "

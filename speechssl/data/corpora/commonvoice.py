@@ -47,7 +47,7 @@ REQUIRED_COLUMNS = ("client_id", "path", "sentence", "age", "gender", "accents",
 
 def _check_tsv(path: Path) -> list[str]:
     """The clip names a split's TSV lists; ValueError when its header lacks a column lhotse reads."""
-    with open(path, encoding="utf-8") as f:
+    with open(path, encoding="utf-8-sig") as f:
         header = f.readline().rstrip("\n").split("\t")
         missing = [c for c in REQUIRED_COLUMNS if c not in header]
         if missing:

@@ -59,7 +59,7 @@ def _layout(root: Path, lang: str) -> str | None:
 
 def _read_tsv(path: Path) -> list[list[str]]:
     rows = []
-    for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
+    for n, line in enumerate(path.read_text(encoding="utf-8-sig").splitlines(), start=1):
         if not line.strip():
             continue
         fields = line.split("\t")

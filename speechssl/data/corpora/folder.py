@@ -99,7 +99,7 @@ def read_kaldi_map(path: str | os.PathLike, what: str) -> dict[str, str]:
     if not path.is_file():
         raise FileNotFoundError(f"{path}: {what} file not found")
     out: dict[str, str] = {}
-    for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
+    for n, line in enumerate(path.read_text(encoding="utf-8-sig").splitlines(), start=1):
         if not line.strip():
             continue
         key, _, value = line.strip().partition(" ")
@@ -138,7 +138,7 @@ def _sibling_text(path: Path) -> str | None:
     for suffix in TRANSCRIPT_SUFFIXES:
         t = path.with_suffix(suffix)
         if t.is_file():
-            return " ".join(t.read_text(encoding="utf-8", errors="replace").split())
+            return " ".join(t.read_text(encoding="utf-8-sig", errors="replace").split())
     return None
 
 

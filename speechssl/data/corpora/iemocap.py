@@ -64,7 +64,7 @@ _UTT_ID = re.compile(r"^Ses(?P<session>\d{2})[FM]_.+_(?P<gender>[FM])[^_]*$")
 def read_emo_evaluation(path: Path) -> dict[str, tuple[str, float, float, float]]:
     """Utterance id -> (label, valence, arousal, dominance) from one EmoEvaluation file."""
     out = {}
-    for line in path.read_text(encoding="utf-8", errors="replace").splitlines():
+    for line in path.read_text(encoding="utf-8-sig", errors="replace").splitlines():
         m = _EVAL_LINE.match(line)
         if m:
             out[m["utt"]] = (m["label"], float(m["v"]), float(m["a"]), float(m["d"]))
@@ -74,7 +74,7 @@ def read_emo_evaluation(path: Path) -> dict[str, tuple[str, float, float, float]
 def read_transcriptions(path: Path) -> dict[str, str]:
     """Utterance id -> transcript from one transcriptions file."""
     out = {}
-    for line in path.read_text(encoding="utf-8", errors="replace").splitlines():
+    for line in path.read_text(encoding="utf-8-sig", errors="replace").splitlines():
         m = _TRANSCRIPT_LINE.match(line.strip())
         if m:
             out[m["utt"]] = m["text"].strip()

@@ -49,7 +49,7 @@ PARTS = (
 def read_speakers_txt(path: Path) -> dict[str, str]:
     """Speaker id -> ``m``/``f`` from LibriSpeech's SPEAKERS.TXT (``;`` lines are comments)."""
     genders: dict[str, str] = {}
-    for line in path.read_text(encoding="utf-8", errors="replace").splitlines():
+    for line in path.read_text(encoding="utf-8-sig", errors="replace").splitlines():
         if not line.strip() or line.lstrip().startswith(";"):
             continue
         fields = [f.strip() for f in line.split("|")]

@@ -73,7 +73,7 @@ class SpeakerMeta:
 def read_vox1_meta(path: Path) -> dict[str, SpeakerMeta]:
     """``vox1_meta.csv``: a header line, then tab-separated id, name, gender, nationality, set."""
     out = {}
-    lines = path.read_text(encoding="utf-8", errors="replace").splitlines()
+    lines = path.read_text(encoding="utf-8-sig", errors="replace").splitlines()
     for n, line in enumerate(lines[1:], start=2):
         if not line.strip():
             continue
@@ -90,7 +90,7 @@ def read_vox1_meta(path: Path) -> dict[str, SpeakerMeta]:
 def read_vox2_meta(path: Path) -> dict[str, SpeakerMeta]:
     """``vox2_meta.csv``: a header line, then comma-separated id, VGGFace2 id, gender, set."""
     out = {}
-    lines = path.read_text(encoding="utf-8", errors="replace").splitlines()
+    lines = path.read_text(encoding="utf-8-sig", errors="replace").splitlines()
     for n, line in enumerate(lines[1:], start=2):
         if not line.strip():
             continue
@@ -168,7 +168,7 @@ def _write_trials(trial_file: Path, cuts: CutSet, out_dir: Path) -> Path:
     """Rewrite a VoxCeleb trial list with cut ids; trials naming unknown utterances are dropped (logged)."""
     ids = {c.id for c in cuts}
     lines, dropped = [], 0
-    for n, line in enumerate(trial_file.read_text(encoding="utf-8").splitlines(), start=1):
+    for n, line in enumerate(trial_file.read_text(encoding="utf-8-sig").splitlines(), start=1):
         if not line.strip():
             continue
         fields = line.split()

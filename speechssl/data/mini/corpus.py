@@ -46,7 +46,7 @@ from speechssl.data.mini.synth import (
 )
 from speechssl.data.mini.vocab import LANGUAGES, load_vocab, random_sentence
 from speechssl.data.stats import SplitStats, corpus_stats
-from speechssl.io import atomic_write_text
+from speechssl.io import LOCK_NAME, atomic_write_text
 
 logger = logging.getLogger(__name__)
 
@@ -301,7 +301,7 @@ def _folder_state(out: Path, config: MiniCorpusConfig, overwrite: bool) -> str:
     if old_yaml is not None and old_yaml == config_to_yaml(config):
         return "complete" if (out / COMPLETE_MARKER).exists() else "resume"
     if old_yaml is None:
-        if not any(out.iterdir()):
+        if not any(p for p in out.iterdir() if not p.name.startswith(LOCK_NAME)):  # the run's own lock file is not content
             return "new"
         raise ValueError(
             f"{out}: folder is not empty and holds no mini corpus (no config.yaml); "

@@ -94,7 +94,7 @@ def read_trials(path: str | os.PathLike) -> list[Trial]:
     if not path.is_file():
         raise FileNotFoundError(f"trial list {path} does not exist")
     trials = []
-    for lineno, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
+    for lineno, line in enumerate(path.read_text(encoding="utf-8-sig").splitlines(), start=1):
         fields = line.split()
         if not fields or fields[0].startswith("#"):
             continue
@@ -421,7 +421,7 @@ def read_scores(path: str | os.PathLike) -> tuple[list[Trial], dict[str, np.ndar
     header: list[str] | None = None
     trials: list[Trial] = []
     rows: list[list[float]] = []
-    for lineno, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
+    for lineno, line in enumerate(path.read_text(encoding="utf-8-sig").splitlines(), start=1):
         fields = line.split()
         if not fields:
             continue

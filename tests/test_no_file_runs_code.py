@@ -237,3 +237,35 @@ def test_real_layouts_load_without_a_flag(tmp_path, capsys):
 
     assert convert.main(["--from", "fairseq", str(tmp_path / "pre_hydra_legacy.pt"), str(tmp_path / "x.safetensors")]) == 0
     assert "wav2vec2, 2 layers" in capsys.readouterr().out
+
+
+# ------------------------------------------------------------- manifests: command audio sources
+def test_command_audio_sources_are_refused(mini_corpus, tmp_path, capsys, monkeypatch):
+    """lhotse runs a 'command' audio source (a shell pipe, as Kaldi's wav.scp has) when the audio is
+    read: a manifest with one is refused, naming it, the cut and the command, unless trusted."""
+    import gzip
+    import json
+
+    from speechssl.data.manifest import ALLOW_COMMAND_AUDIO, load_cuts
+
+    monkeypatch.delenv(ALLOW_COMMAND_AUDIO, raising=False)
+    marker = tmp_path / "PWNED"
+    lines = gzip.open(mini_corpus / "cuts_dev.jsonl.gz", "rt").read().splitlines()
+    first = json.loads(lines[-1])  # the last cut: a lazy reader meets it only at the end
+    wav = first["recording"]["sources"][0]["source"]
+    first["recording"]["sources"] = [{"type": "command", "channels": [0], "source": f"touch {marker}; cat {wav}"}]
+    manifest = tmp_path / "cuts_dev.jsonl.gz"
+    with gzip.open(manifest, "wt") as f:
+        f.write("\n".join([*lines[:-1], json.dumps(first)]) + "\n")
+
+    for lazy in (False, True):
+        with pytest.raises(ValueError, match=rf"cuts_dev.jsonl.gz: cut {first['id']}: its audio comes from the shell command"):
+            list(load_cuts(manifest, lazy=lazy))
+    err = _cli("features", [str(manifest), str(tmp_path / "feats"), "--kind", "mfcc"], capsys)
+    assert "refused" in err and ALLOW_COMMAND_AUDIO in err
+    assert not marker.exists()
+
+    monkeypatch.setenv(ALLOW_COMMAND_AUDIO, "1")  # trusted: lhotse runs it
+    cut = next(c for c in load_cuts(manifest) if c.id == first["id"])
+    cut.load_audio()
+    assert marker.exists()
