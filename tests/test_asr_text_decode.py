@@ -365,3 +365,20 @@ def test_mini_corpus_transcripts(mini_corpus, tmp_path):
         assert cer(texts, hyps) == pytest.approx(jiwer.cer(texts, hyps), abs=1e-12)
     sp = SentencePieceVocab.train(texts, 48, tmp_path / "sp.model")
     assert all(sp.decode(sp.encode(t)) == t for t in texts)
+
+
+def test_characters_left_out_of_validation_targets_are_warned_about(caplog):
+    """Validation transcripts may hold characters training never had: they are left out of the
+    targets, and a warning says which and how often (never silently)."""
+    import logging
+
+    from speechssl.downstream.asr.data import encode_texts
+
+    vocab = CharVocab.build(["hello world"])
+    with caplog.at_level(logging.WARNING, logger="speechssl.downstream.asr.data"):
+        out = encode_texts(vocab, {"a": "hello wörld", "b": "hello", "c": "zzz öh"}, drop_unknown=True, what="dev transcripts")
+    assert vocab.decode(out["a"]) == "hello wrld" and vocab.decode(out["c"]) == "h"
+    assert "dev transcripts: 2 of 3 transcripts hold characters the vocabulary lacks" in caplog.text
+    assert "'z' x3, 'ö' x2" in caplog.text
+    with pytest.raises(ValueError, match="the transcript of cut a"):
+        encode_texts(vocab, {"a": "hello wörld"}, drop_unknown=False)

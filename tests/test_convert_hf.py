@@ -129,7 +129,12 @@ def test_mismatched_or_broken_folders(tmp_path):
     (tmp_path / "m" / "config.json").write_text(json.dumps(cfg))
     with pytest.raises(ValueError, match=r"weights do not match the architecture \(missing: encoder.layers.2"):
         encoder_from_hf(tmp_path / "m")
-    cfg["num_hidden_layers"], cfg["model_type"] = 2, "whisper"
+    cfg["num_hidden_layers"], cfg["intermediate_size"] = 2, cfg["intermediate_size"] * 2  # weights of another width
+    (tmp_path / "m" / "config.json").write_text(json.dumps(cfg))
+    with pytest.raises(ValueError, match=r"m \(its config.json and weights disagree\): weights do not match the architecture .*wrong shape: encoder.layers.0.feed_forward.fc1.weight"):
+        encoder_from_hf(tmp_path / "m")
+    cfg["intermediate_size"] //= 2
+    cfg["model_type"] = "whisper"
     (tmp_path / "m" / "config.json").write_text(json.dumps(cfg))
     with pytest.raises(ValueError, match="config.json: model_type 'whisper' is not an encoder"):
         encoder_from_hf(tmp_path / "m")

@@ -68,7 +68,7 @@ def test_librispeech_library(tmp_path):
         k: sorted(v) for k, v in LIBRISPEECH_UTTS.items()
     }
     assert read_skipped(tmp_path / "out") == []
-    assert (tmp_path / "out" / "skipped.tsv").read_text() == "path\tproblem\n"
+    assert (tmp_path / "out" / "skipped.tsv").read_text() == "path\tproblem\tsplits\n"
 
 
 def test_librispeech_parts_and_parent_folder(tmp_path):

@@ -215,13 +215,15 @@ def test_folder_and_list_inputs_with_unreadable_files(setup, tmp_path, capsys):
     (src / "broken.wav").write_bytes(b"RIFF not really a wave file")
     (src / "empty.flac").write_bytes(b"")
     (src / "notes.txt").write_text("not audio, not picked up")
+    (src / "gone.wav").symlink_to(tmp_path / "nowhere.wav")  # a dangling link: reported, not left out unseen
     out = tmp_path / "out"
     assert _extract(setup, src, out) == 0
-    assert "2 input(s) could not be read" in capsys.readouterr().out
+    assert "3 input(s) could not be read" in capsys.readouterr().out
     records = read_tokens_jsonl(out / "tokens.jsonl")
     assert set(records) == {"spk0/utt0", "spk1/utt1", "spk0/utt2"}
     errors = [line.split("\t") for line in (out / "errors.tsv").read_text().splitlines()]
-    assert sorted(e[0] for e in errors) == ["broken", "empty"]
+    assert sorted(e[0] for e in errors) == ["broken", "empty", "gone"]
+    (src / "gone.wav").unlink()
     assert all(e[1].endswith((".wav", ".flac")) and e[2] for e in errors)
     # a list of files, Kaldi-style "<id> <path>" lines with a relative path; same units
     listing = tmp_path / "wav.scp"
@@ -308,3 +310,40 @@ def test_gpu_units_equal_cpu_units(setup):
     same = sum(int((a == b).sum()) for a, b in zip(cpu, gpu))
     assert [len(u) for u in gpu] == [len(u) for u in cpu]
     assert same / sum(len(u) for u in cpu) > 0.99
+
+
+def test_utterances_with_nonfinite_features_are_reported_not_tokenized(setup, tmp_path, capsys):
+    """Units of NaN features would all be one unit: such utterances go to errors.tsv, not into the
+    tokens (here every one: an encoder file with a NaN weight, written around save_encoder's own
+    check), and the counts say so; --strict fails instead."""
+    from safetensors import safe_open
+    from safetensors.torch import save_file
+
+    with safe_open(str(setup["encoder"]), framework="pt") as f:
+        meta, state = f.metadata(), {k: f.get_tensor(k) for k in f.keys()}
+    state["encoder.layers.0.feed_forward.fc1.weight"][0, 0] = float("nan")
+    broken = tmp_path / "nan_encoder.safetensors"
+    save_file(state, str(broken), metadata=meta)
+    # the same centroids, for this encoder's fingerprint (a k-means model is tied to its encoder)
+    from dataclasses import replace
+
+    from speechssl.features.layer import state_dict_fingerprint
+    from speechssl.labels.kmeans import KMeansModel
+
+    km = KMeansModel.load(setup["kmeans"])
+    kmeans = KMeansModel(km.centroids, replace(km.spec, encoder=state_dict_fingerprint(state)), km.info).save(tmp_path / "km.safetensors")
+    src = tmp_path / "wavs"
+    src.mkdir()
+    for i, c in enumerate(load_cuts(setup["dev"]).subset(first=2)):
+        shutil.copy(c.recording.sources[0].source, src / f"utt{i}.wav")
+    out = tmp_path / "out"
+    argv = ["tokens", "extract", str(src), str(out), "--encoder", str(broken), "--kmeans", str(kmeans), "--device", "cpu", "-q"]
+    assert main(argv) == 0
+    printed = capsys.readouterr().out
+    assert "2 input(s) could not be read" in printed and ": 0 utterances" in printed
+    assert read_tokens_jsonl(out / "tokens.jsonl") == {}
+    errors = [line.split("\t") for line in (out / "errors.tsv").read_text().splitlines()]
+    assert sorted(e[0] for e in errors) == ["utt0", "utt1"] and all("NaN or infinite" in e[2] for e in errors)
+    assert json.loads((out / "tokens.json").read_text())["summary"]["utterances"] == 0
+    assert main([*argv[:3], str(tmp_path / "strict"), *argv[4:], "--strict"]) == 1
+    assert "NaN or infinite" in capsys.readouterr().err

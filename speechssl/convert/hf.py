@@ -18,7 +18,7 @@ from pathlib import Path
 import torch
 from torch import Tensor
 
-from speechssl.convert._common import Naming, name_pairs, pop_weight_norm, rename_strict, safe_torch_load
+from speechssl.convert._common import Naming, load_strict, name_pairs, pop_weight_norm, rename_strict, safe_torch_load
 from speechssl.models.encoder import EncoderConfig, SSLEncoder, build_encoder
 
 _FAMILIES = {"hubert": "HubertModel", "wavlm": "WavLMModel", "wav2vec2": "Wav2Vec2Model"}
@@ -213,8 +213,7 @@ def encoder_from_hf(folder: str | os.PathLike) -> SSLEncoder:
     state = state_dict_from_hf(_read_weights(folder), cfg, source=str(folder))
     if "mask_embedding" not in state:
         state["mask_embedding"] = encoder.mask_embedding.detach().clone()
-    encoder.load_state_dict(state, strict=True)
-    return encoder.eval()
+    return load_strict(encoder, state, f"{folder} (its config.json and weights disagree)")
 
 
 def encoder_to_hf(encoder: SSLEncoder, folder: str | os.PathLike) -> Path:

@@ -133,7 +133,7 @@ class _Outputs:
         if "npz" in self.cfg.formats:
             ids = set()
             for p in parts:
-                with np.load(p) as z:
+                with np.load(p, allow_pickle=False) as z:
                     ids.update(z["ids"].tolist())
             sets.append(ids)
         done = set.intersection(*sets) if sets else set()
@@ -157,7 +157,7 @@ class _Outputs:
     def _keep_only(part: Path, done: set[str]) -> bool:
         """Rewrite an npz part without the ids that are not done (so they are not written twice);
         False when nothing is left of it (the part is removed)."""
-        with np.load(part) as z:
+        with np.load(part, allow_pickle=False) as z:
             arrays = {k: z[k] for k in z.files}
         ids = arrays["ids"].tolist()
         keep = [i for i, cut_id in enumerate(ids) if cut_id in done]
@@ -234,7 +234,7 @@ def extract_tokens(
         summary.tokens += len(r["units"])
     if "jsonl" not in cfg.formats:  # the npz parts are the record
         for p in outputs._npz_parts():
-            with np.load(p) as z:
+            with np.load(p, allow_pickle=False) as z:
                 summary.utterances += len(z["ids"])
                 summary.tokens += len(z["units"])
                 summary.frames += int(z["durations"].sum()) if "durations" in z else len(z["units"])
@@ -375,7 +375,7 @@ def read_tokens_npz(folder: str | os.PathLike, shard: tuple[int, int] = (1, 1)) 
     """id -> {"units"[, "durations"]} from the npz parts of one shard."""
     out = {}
     for p in sorted(Path(folder).glob(f"units{_tag(shard)}.part-*.npz")):
-        with np.load(p) as z:
+        with np.load(p, allow_pickle=False) as z:
             ids, units, offsets = z["ids"].tolist(), z["units"], z["offsets"]
             durations = z["durations"] if "durations" in z else None
             for i, cut_id in enumerate(ids):

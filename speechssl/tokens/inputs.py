@@ -124,7 +124,8 @@ def collect_inputs(
             return CutSet.from_cuts(cuts), []
         if splits:
             raise ValueError(f"{path}: --splits applies to a corpus folder with manifests; this is a folder of audio files")
-        files = sorted(p for p in path.rglob("*") if p.is_file() and p.suffix.lower() in AUDIO_EXTENSIONS)
+        # a dangling link is an input that cannot be read, reported like one (not left out unseen)
+        files = sorted(p for p in path.rglob("*") if (p.is_file() or p.is_symlink()) and p.suffix.lower() in AUDIO_EXTENSIONS)
         if not files:
             raise ValueError(f"{path}: no manifests and no audio files ({', '.join(AUDIO_EXTENSIONS)}) under this folder")
         return _from_files([(str(p.relative_to(path).with_suffix("")), p) for p in files], strict)

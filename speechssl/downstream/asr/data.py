@@ -114,17 +114,30 @@ def build_vocab(cfg: TargetConfig, texts: list[str], out_dir: str | os.PathLike)
     return vocab, path
 
 
-def encode_texts(vocab, texts: dict[str, str], *, drop_unknown: bool) -> dict[str, list[int]]:
+def encode_texts(vocab, texts: dict[str, str], *, drop_unknown: bool, what: str = "transcripts") -> dict[str, list[int]]:
     """Target ids of each transcript. With ``drop_unknown`` characters the vocabulary lacks are left
-    out (validation texts may hold characters the training texts never had); else they raise."""
+    out (validation texts may hold characters the training texts never had), and a warning says
+    which, how often and in how many transcripts; else they raise."""
     out = {}
+    dropped: dict[str, int] = {}
+    touched = 0
     for cid, text in texts.items():
         if drop_unknown:
-            text = vocab.drop_unknown(text)
+            kept = vocab.drop_unknown(text)
+            if len(kept) != len(text):
+                touched += 1
+                for c in text:
+                    if not c.isspace() and c not in kept:
+                        dropped[c] = dropped.get(c, 0) + 1
+            text = kept
         try:
             out[cid] = vocab.encode(text)
         except ValueError as e:
             raise ValueError(f"the transcript of cut {cid}: {e}") from None
+    if dropped:
+        shown = ", ".join(f"{c!r} x{n}" for c, n in sorted(dropped.items(), key=lambda kv: -kv[1])[:10])
+        log.warning("%s: %d of %d transcripts hold characters the vocabulary lacks, left out of their targets: %s",
+                    what, touched, len(texts), shown)
     return out
 
 

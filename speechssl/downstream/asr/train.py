@@ -84,7 +84,7 @@ class AsrTrainer(DownstreamTrainer):
         self.valid_split: Optional[AsrSplit] = None
         if cfg.data.valid_split:
             self.valid_split = load_asr_split(cfg.data, cfg.data.valid_split, cfg.target.language)
-            self.valid_targets = encode_texts(self.vocab, self.valid_split.texts, drop_unknown=True)
+            self.valid_targets = encode_texts(self.vocab, self.valid_split.texts, drop_unknown=True, what=f"{self.valid_split.name} transcripts")
             self.valid_cuts = self.valid_split.cuts
 
     def build_model(self, upstream) -> CTCModel:
