@@ -1,5 +1,7 @@
 """Small file-system helpers shared by the library: atomic writes, so that an interrupted job never
-leaves a partial file that looks complete."""
+leaves a partial file that looks complete (and a full disk is said in one line); output folders
+owned by the run writing them (:func:`own_folder`); TSV cells that keep their row whatever a file
+name holds (:func:`escape_tsv`)."""
 
 from __future__ import annotations
 

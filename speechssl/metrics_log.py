@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import time
 from pathlib import Path
 
 
@@ -66,3 +67,45 @@ class MetricsLog:
         if self._writer is not None:
             self._writer.close()
             self._writer = None
+
+
+class StepWindow:
+    """The training steps since the last ``train`` record: sums of the applied steps' metrics, the
+    steps skipped as non-finite (their numbers stay out of the averages), the audio seen and the
+    wall time (``restart_clock`` leaves validation and saving out of the speed)."""
+
+    def __init__(self):
+        self.reset()
+
+    def reset(self) -> None:
+        self.sums: dict[str, float] = {}
+        self.steps = self.skipped = 0
+        self.audio = 0.0
+        self.restart_clock()
+
+    def restart_clock(self) -> None:
+        self.start = time.perf_counter()
+
+    def add(self, metrics: dict[str, float]) -> None:
+        """One step's metrics, with ``skipped`` (1.0 for a step that was not applied) and ``audio_seconds``."""
+        self.audio += metrics["audio_seconds"]
+        if metrics.get("skipped"):
+            self.skipped += 1
+            return
+        for k, v in metrics.items():
+            if k != "skipped":
+                self.sums[k] = self.sums.get(k, 0.0) + v
+        self.steps += 1
+
+    def speed(self) -> float:
+        """Seconds of audio per second of wall time."""
+        return self.audio / max(1e-9, time.perf_counter() - self.start)
+
+    def record(self, lr: float) -> dict[str, float]:
+        """The ``train`` record: averages over the applied steps, the learning rate now, the audio
+        and its speed, and ``skipped_steps`` when any."""
+        out = {k: v / self.steps for k, v in self.sums.items()} if self.steps else {}
+        out.update(lr=lr, audio_seconds=self.audio, audio_seconds_per_second=self.speed())
+        if self.skipped:
+            out["skipped_steps"] = self.skipped
+        return out

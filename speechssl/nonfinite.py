@@ -16,10 +16,13 @@ it), and :func:`finite_or_none` makes a metric JSON-safe (``null``, not a bare `
 
 from __future__ import annotations
 
+import logging
 import math
 from typing import Iterable, Mapping
 
 import torch
+
+log = logging.getLogger(__name__)
 
 
 class TrainingDiverged(ValueError):
@@ -54,10 +57,19 @@ class StepGuard:
             raise TrainingDiverged(
                 f"{self.where}: training diverged: non-finite loss or gradient norm at {steps} "
                 f"(loss {loss}, gradient norm {grad_norm}; {self.streak} in a row, optim.nonfinite_patience={self.patience}). "
-                "No update of those steps was applied; the checkpoints written before them are kept and no encoder was written"
+                "No update of those steps was applied; the checkpoints written before them are kept and no final model was written"
                 + (f". {hint}" if hint else "")
             )
         return False
+
+
+def save_unless_skipping(guard: StepGuard, step: int, save) -> None:
+    """``save()`` a checkpoint due at ``step``, unless the last steps were skipped: the newest
+    checkpoint stays the last good state."""
+    if guard.streak:
+        log.warning("step %d: checkpoint not written: the last %d step(s) were skipped (non-finite)", step, guard.streak)
+    else:
+        save()
 
 
 def nonfinite_names(state: Mapping[str, torch.Tensor]) -> list[str]:

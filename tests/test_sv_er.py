@@ -342,3 +342,20 @@ def test_sv_results_average_nested_figures(tmp_path):
         (d / "metrics.json").write_text(json.dumps(m))
     text = write_results([("mfcc", tmp_path / "fold0"), ("mfcc", tmp_path / "fold1")], tmp_path / "R.md", "SV")
     assert "| mfcc (mean of 2) | mfcc | frozen | test | 10 | 15.00 | 0.6000 | 0.3000 | 10.00 | 0.6000 |" in text
+
+
+def test_a_diverging_downstream_run_stops_and_exports_nothing(mini_corpus, tmp_path, capsys):
+    """The downstream trainers share pretraining's skip policy: optim.lr=1e30 makes every step
+    after the first non-finite; two are skipped (nonfinite_patience=2), the third stops the run."""
+    from speechssl.cli.main import main
+
+    er = tmp_path / "er"
+    argv = ["er", "train", "--config", str(ROOT / "recipes/er/mini_mlp.yaml"), "--corpus", str(mini_corpus), "--exp", str(er),
+            "encoder.kind=fbank", "--max-steps", "10", "run.progress=false", "optim.lr=1e30", "optim.warmup_steps=0",
+            "optim.nonfinite_patience=2", "run.log_every=1"]
+    assert main(argv) == 1
+    err = capsys.readouterr().err
+    assert "training diverged: non-finite loss or gradient norm at steps 2-4" in err and "Traceback" not in err
+    assert not (er / "model.safetensors").exists() and not (er / "summary.json").exists()
+    records = [json.loads(line) for line in (er / "log.jsonl").read_text().splitlines()]
+    assert [r.get("skipped_steps", 0) for r in records] == [0, 1, 1]

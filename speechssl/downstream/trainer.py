@@ -35,8 +35,8 @@ import torch
 
 from speechssl.config import save_config, to_dict
 from speechssl.data.sampler import EpochStream, SamplerConfig, make_sampler
-from speechssl.metrics_log import MetricsLog
-from speechssl.nonfinite import StepGuard, check_finite
+from speechssl.metrics_log import MetricsLog, StepWindow
+from speechssl.nonfinite import StepGuard, check_finite, save_unless_skipping
 from speechssl.pretrain.checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
 from speechssl.pretrain.trainer import derived_seed, lr_factor
 
@@ -257,8 +257,7 @@ class DownstreamTrainer:
         max_steps = cfg.optim.max_steps
         bar = tqdm(total=max_steps, initial=self.step, desc=self.name, unit="step", disable=not cfg.run.progress, file=sys.stderr, dynamic_ncols=True)
         batches = self.train_batches()
-        window: dict[str, float] = {}
-        window_steps, window_skipped, window_audio, window_start = 0, 0, 0.0, time.perf_counter()
+        window = StepWindow()
         last: dict[str, float] = {}
         validating = self.valid_cuts is not None
         try:
@@ -266,34 +265,20 @@ class DownstreamTrainer:
                 start = time.perf_counter()
                 metrics = self.train_step(next(batches))
                 self.train_seconds += time.perf_counter() - start
-                window_audio += metrics["audio_seconds"]
-                if metrics.pop("skipped"):  # not applied: its non-finite numbers stay out of the averages
-                    window_skipped += 1
-                else:
-                    for k, v in metrics.items():
-                        window[k] = window.get(k, 0.0) + v
-                    window_steps += 1
+                window.add(metrics)
                 bar.set_postfix(loss=f"{metrics['loss']:.3f}")
                 bar.update(1)
                 if self.step % cfg.run.log_every == 0 or self.step == max_steps:
-                    avg = {k: v / window_steps for k, v in window.items()} if window_steps else {}
-                    avg["lr"], avg["audio_seconds"] = metrics["lr"], window_audio
-                    avg["audio_seconds_per_second"] = window_audio / max(1e-9, time.perf_counter() - window_start)
-                    if window_skipped:
-                        avg["skipped_steps"] = window_skipped
-                    self.metrics_log.write("train", self.step, self.epoch, avg)
-                    last = avg
-                    window, window_steps, window_skipped, window_audio, window_start = {}, 0, 0, 0.0, time.perf_counter()
+                    last = window.record(metrics["lr"])
+                    self.metrics_log.write("train", self.step, self.epoch, last)
+                    window.reset()
                 if validating and (self.step % cfg.run.valid_every == 0 or self.step == max_steps):
                     last = self.validate()
                     self.metrics_log.write("valid", self.step, self.epoch, last)
                     bar.write(f"step {self.step}: valid {self.valid_message(last)}")
-                    window_start = time.perf_counter()
+                    window.restart_clock()
                 if self.step % cfg.run.save_every == 0 or self.step == max_steps:
-                    if self.guard.streak:  # the newest checkpoint stays the last good state
-                        log.warning("step %d: checkpoint not written: the last %d step(s) were skipped (non-finite)", self.step, self.guard.streak)
-                    else:
-                        self.save()
+                    save_unless_skipping(self.guard, self.step, self.save)
         finally:
             bar.close()
             self.metrics_log.close()

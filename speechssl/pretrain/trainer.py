@@ -22,7 +22,6 @@ import logging
 import math
 import os
 import sys
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterator, Optional
@@ -34,9 +33,9 @@ from torch import nn
 
 from speechssl.config import save_config, to_dict
 from speechssl.data.sampler import EpochStream, SamplerConfig, make_sampler
-from speechssl.metrics_log import MetricsLog
+from speechssl.metrics_log import MetricsLog, StepWindow
 from speechssl.models.encoder import EncoderConfig, SSLEncoder, build_encoder
-from speechssl.nonfinite import StepGuard, check_finite
+from speechssl.nonfinite import StepGuard, check_finite, save_unless_skipping
 from speechssl.pretrain.checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
 from speechssl.pretrain.data import PretrainBatch, PretrainDataConfig, PretrainDataset, SplitData, load_split
 from speechssl.pretrain.masking import MaskingConfig, span_mask
@@ -499,44 +498,30 @@ class Trainer:
         stop = max_steps if until is None else min(until, max_steps)
         bar = tqdm(total=max_steps, initial=self.step, desc="pretrain", unit="step", disable=not (cfg.run.progress and self.dist.is_main), file=sys.stderr, dynamic_ncols=True)
         batches = self._train_batches()
-        window: dict[str, float] = {}
-        window_steps, window_skipped, window_audio, window_start = 0, 0, 0.0, time.perf_counter()
+        window = StepWindow()
         last_metrics: dict[str, float] = {}
         try:
             while self.step < stop:
                 micro = [next(batches) for _ in range(cfg.optim.accum_steps)]
                 metrics = self.train_step(micro)
-                if metrics.pop("skipped"):  # not applied: its non-finite numbers stay out of the averages
-                    window_skipped += 1
-                else:
-                    for k, v in metrics.items():
-                        window[k] = window.get(k, 0.0) + v
-                    window_steps += 1
-                window_audio += metrics["audio_seconds"]
-                speed = window_audio / max(1e-9, time.perf_counter() - window_start)
+                window.add(metrics)
+                speed = window.speed()
                 bar.set_postfix(loss=f"{metrics['loss']:.3f}", acc=f"{metrics['masked_acc']:.3f}", audio_s_per_s=f"{speed:.1f}")
                 bar.update(1)
                 if self.step % cfg.run.log_every == 0 or self.step == max_steps:
-                    avg = {k: v / window_steps for k, v in window.items()} if window_steps else {}
-                    avg["lr"], avg["audio_seconds"] = metrics["lr"], window_audio
-                    avg["audio_seconds_per_second"] = speed
+                    avg = window.record(metrics["lr"])
                     avg["total_audio_hours"] = self.audio_seconds / 3600
-                    if window_skipped:
-                        avg["skipped_steps"] = window_skipped
                     self._log("train", avg)
                     last_metrics = avg
-                    window, window_steps, window_skipped, window_audio, window_start = {}, 0, 0, 0.0, time.perf_counter()
+                    window.reset()
                 if self.valid_data is not None and (self.step % cfg.run.valid_every == 0 or self.step == max_steps):
                     last_metrics = self.validate()
                     self._log("valid", last_metrics)
                     bar.write(f"step {self.step}: valid loss {last_metrics['loss']:.4f}, masked acc {last_metrics['masked_acc']:.4f}")
                 if self.step % cfg.run.save_every == 0 or self.step == stop:
-                    if self.guard.streak:  # the newest checkpoint stays the last good state
-                        log.warning("step %d: checkpoint not written: the last %d step(s) were skipped (non-finite)", self.step, self.guard.streak)
-                    else:
-                        self.save()
+                    save_unless_skipping(self.guard, self.step, self.save)
                 if self.step % cfg.run.valid_every == 0 or self.step % cfg.run.save_every == 0:
-                    window_start = time.perf_counter()  # the speed excludes validation and saving
+                    window.restart_clock()  # the speed excludes validation and saving
         finally:
             bar.close()
             self.metrics_log.close()
